@@ -1,0 +1,1 @@
+"""Dataset sources, download and verification, file-format parsers and the prepared arrays."""

@@ -1,0 +1,110 @@
+"""The prepared arrays of one dataset: split, statistics, digest, and how they are stored.
+
+On disk, `data/prepared/<dataset>/` holds one `.npy` file per array (uint8, so
+compact, and byte-identical from run to run, unlike a zip with timestamps) and
+`meta.json` with the normalization statistics, class counts and the data digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from pipeline.data.raw import RawDataset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # uint8 (N, H, W, C) as stored; float32 normalized once loaded
+    labels: np.ndarray  # uint8 (N,)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: Split
+    val: Split
+    test: Split
+    meta: dict
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.meta["class_names"])
+
+
+def _stratified_subset(images, labels, size, seed):
+    if size is None or size >= len(labels):
+        return images, labels
+    images, _, labels, _ = train_test_split(
+        images, labels, train_size=size, stratify=labels, random_state=seed
+    )
+    return images, labels
+
+
+def split_dataset(
+    raw: RawDataset,
+    *,
+    val_fraction: float,
+    seed: int,
+    max_train_examples: int | None = None,
+    max_test_examples: int | None = None,
+) -> dict[str, Split]:
+    """Carve a stratified validation set off the training set; the test set stays apart."""
+    images, labels = _stratified_subset(raw.train_images, raw.train_labels, max_train_examples, seed)
+    train_x, val_x, train_y, val_y = train_test_split(
+        images, labels, test_size=val_fraction, stratify=labels, random_state=seed
+    )
+    test_x, test_y = _stratified_subset(raw.test_images, raw.test_labels, max_test_examples, seed)
+    return {
+        "train": Split(np.ascontiguousarray(train_x), np.ascontiguousarray(train_y)),
+        "val": Split(np.ascontiguousarray(val_x), np.ascontiguousarray(val_y)),
+        "test": Split(np.ascontiguousarray(test_x), np.ascontiguousarray(test_y)),
+    }
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of pixels scaled to [0, 1]; call it on the training split only."""
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return pixels.mean(axis=0).tolist(), pixels.std(axis=0).tolist()
+
+
+def data_digest(splits: dict[str, Split]) -> str:
+    """sha256 over every array's shape, dtype and bytes: names exactly the data a cell saw."""
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        for array in (splits[name].images, splits[name].labels):
+            digest.update(f"{name}{array.shape}{array.dtype}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        np.save(out_dir / f"{name}_images.npy", splits[name].images, allow_pickle=False)
+        np.save(out_dir / f"{name}_labels.npy", splits[name].labels, allow_pickle=False)
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def load_prepared(data_dir: Path) -> PreparedData:
+    """Load the arrays, normalized with the training split's statistics, as float32."""
+    meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
+    mean = np.asarray(meta["mean"], dtype=np.float32)
+    std = np.asarray(meta["std"], dtype=np.float32)
+
+    def load(name: str) -> Split:
+        images = np.load(data_dir / f"{name}_images.npy", allow_pickle=False)
+        labels = np.load(data_dir / f"{name}_labels.npy", allow_pickle=False)
+        return Split(((images.astype(np.float32) / 255.0) - mean) / std, labels.astype(np.int32))
+
+    return PreparedData(train=load("train"), val=load("val"), test=load("test"), meta=meta)

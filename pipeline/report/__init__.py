@@ -1,0 +1,1 @@
+"""Stage `report`: cell results -> tables -> figures -> one self-contained HTML page."""

@@ -1,0 +1,171 @@
+"""MLflow, behind one small interface: a parent run per study, a child run per cell.
+
+The tracking URI is MLFLOW_TRACKING_URI when set, else `sqlite:///<repo>/mlflow.db`
+(with artifacts in `<repo>/mlruns`), where <repo> is DVC's root while a stage runs.
+Children point at their parent with the `mlflow.parentRunId` tag, which works
+across processes; the parent is found again by its study key, a digest of the
+settings every cell of the study shares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from pipeline.cells import Cell
+from pipeline.convergence import target_key, time_to_target
+from pipeline.errors import UserError
+from pipeline.params import Params
+from pipeline.provenance import git_commit, library_versions
+
+URI_ENV = "MLFLOW_TRACKING_URI"
+HEALTH_TIMEOUT_S = 5
+SYSTEM_METRICS_INTERVAL_S = 5
+
+
+def repo_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri() -> str:
+    return os.environ.get(URI_ENV) or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def check_reachable(uri: str) -> None:
+    """Fail in seconds, before any training, when a tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise UserError(
+            f"the MLflow tracking server at {uri} is unreachable ({error}). Start it "
+            f"(`docker compose up -d mlflow`, or `mlflow server`), or unset {URI_ENV} to log to the local mlflow.db."
+        ) from None
+
+
+def study_key(params: Params) -> str:
+    """Digest of what all cells of a study share; a change starts a new parent run."""
+    shared = {"study": params.study.model_dump(), "prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _flatten(prefix: str, value: object) -> dict[str, object]:
+    if isinstance(value, dict):
+        flat: dict[str, object] = {}
+        for key, inner in value.items():
+            flat.update(_flatten(f"{prefix}.{key}" if prefix else key, inner))
+        return flat
+    return {prefix: value}
+
+
+def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (repo_root() / "mlruns").as_uri() if uri.startswith("sqlite:") else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> str:
+    """The parent run of this study, created on first use."""
+    key = study_key(params)
+    query = f"tags.`bnbench.role` = 'study' AND tags.`bnbench.study_key` = '{key}'"
+
+    def find() -> list:
+        return client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"])
+
+    existing = find()
+    if existing:
+        return existing[0].info.run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{params.study.name}-{key}",
+        tags={"bnbench.role": "study", "bnbench.study_key": key, "git_commit": git_commit()},
+    )
+    for name, value in _flatten("", {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}).items():
+        client.log_param(run.info.run_id, name, value)
+    client.set_terminated(run.info.run_id)
+    # Two cells starting at once may both create one: keep the oldest, drop ours.
+    oldest = find()[0].info.run_id
+    if oldest != run.info.run_id:
+        client.delete_run(run.info.run_id)
+    return oldest
+
+
+class CellRun:
+    """What train needs from MLflow while one cell trains."""
+
+    def __init__(self, targets: list[float]):
+        self.targets = targets
+
+    def log_eval(self, row: dict) -> None:
+        metrics = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None and math.isfinite(v)}
+        metrics["epoch"] = row["epoch"]
+        mlflow.log_metrics(metrics, step=int(row["step"]))
+
+    def finish(self, result, artifacts: list[Path]) -> None:
+        summary = result.summary
+        numbers = {
+            k: float(v)
+            for k, v in summary.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seed", "dropout") and math.isfinite(v)
+        }
+        for target in self.targets:
+            reached = time_to_target(pd.DataFrame(result.history), target)
+            if reached["reached"]:
+                key = target_key(target)
+                numbers.update({f"steps_to_{key}": reached["steps"], f"seconds_to_{key}": reached["seconds"]})
+        mlflow.log_metrics(numbers, step=int(summary["steps_trained"]))
+        mlflow.set_tag("bnbench.outcome", summary["outcome"])
+        for path in artifacts:
+            mlflow.log_artifact(str(path))
+
+
+@contextmanager
+def track_cell(params: Params, cell: Cell, data_meta: dict, device: str) -> Iterator[CellRun]:
+    """A child run for `cell` under the study's parent; marked FAILED if training raises."""
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, params.study.name, uri)
+    parent = study_run_id(client, experiment_id, params)
+    axes = {k: str(v) for k, v in cell.as_dict().items()}
+    tags = {
+        "mlflow.parentRunId": parent,
+        "bnbench.role": "cell",
+        "bnbench.cell": cell.name,
+        "bnbench.study_key": study_key(params),
+        "bnbench.dvc_stage": os.environ.get("DVC_STAGE", "(outside dvc)"),
+        "bnbench.data_digest": data_meta["data_digest"],
+        # False when BNBENCH_DATA_CHECKSUMS admitted files other than the published dataset.
+        "bnbench.published_data": str(data_meta["published_data"]).lower(),
+        "git_commit": git_commit(),
+        "device": device,
+        **{f"version.{name}": version for name, version in library_versions().items()},
+        **axes,
+    }
+    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cell.name, tags=tags, log_system_metrics=True):
+        mlflow.log_params(
+            {
+                **axes,
+                **_flatten("train", params.train.model_dump()),
+                **_flatten("prepare", params.prepare.model_dump()),
+                "data_digest": data_meta["data_digest"],
+            }
+        )
+        yield CellRun(getattr(params.targets, cell.dataset))

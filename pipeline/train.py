@@ -1,0 +1,256 @@
+"""Stage `train`: train and evaluate one matrix cell.
+
+Reads:  <data>/ as written by prepare; params `train` (architecture, optimizer, budget)
+        and `targets` (only for the MLflow summary; the report recomputes them).
+Writes: <out>/metrics.json (outcome and summary metrics), <out>/history.csv (one row
+        per validation pass, several per epoch) and <out>/curves.png; logs the same
+        to MLflow as a child run of the study.
+Run:    python -m pipeline.train --data data/prepared/cifar10 --dataset cifar10 \
+            --activation relu --bn post --dropout 0 --seed 0 --out results/cells/<name>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pipeline.cells import Cell, expand_matrix
+from pipeline.convergence import validation_auc
+from pipeline.data.prepared import PreparedData, load_prepared
+from pipeline.device import check_device
+from pipeline.errors import UserError, run_cli
+from pipeline.models import ModelSpec, build_model
+from pipeline.params import OptimizerParams, TrainParams, load_params
+from pipeline.provenance import git_commit
+from pipeline.seeding import seed_everything
+
+EVAL_BATCH_SIZE = 512  # inference only: larger batches, same numbers
+WARMUP_STEPS = 10  # steps excluded from throughput: graph tracing and compilation happen here
+_CLIP = 1e-7  # the probability clip Keras applies in its cross-entropy
+
+
+@dataclass
+class CellResult:
+    history: pd.DataFrame  # one row per validation pass, the first at step 0
+    summary: dict[str, object]
+    model: keras.Model
+
+
+def build_optimizer(settings: OptimizerParams) -> keras.optimizers.Optimizer:
+    if settings.name == "sgd":
+        return keras.optimizers.SGD(settings.learning_rate, momentum=settings.momentum, nesterov=settings.nesterov)
+    if settings.name == "rmsprop":
+        return keras.optimizers.RMSprop(settings.learning_rate, momentum=settings.momentum)
+    return keras.optimizers.Adam(settings.learning_rate)
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(loss, accuracy) in inference mode: BN uses its moving statistics, dropout is off.
+
+    Uses predict, not evaluate, so that a pass in the middle of an epoch leaves the
+    running training metrics alone.
+    """
+    probs = model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    picked = np.clip(probs[np.arange(len(labels)), labels], _CLIP, 1.0)
+    loss = float(-np.mean(np.log(picked)))
+    accuracy = float(np.mean(np.argmax(probs, axis=1) == labels))
+    return loss, accuracy
+
+
+def eval_steps_in_epoch(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
+    """Steps (1-based, within an epoch) after which validation runs; always includes the last."""
+    count = min(evals_per_epoch, steps_per_epoch)
+    return {math.ceil(steps_per_epoch * k / count) for k in range(1, count + 1)}
+
+
+class ValidationSchedule(keras.callbacks.Callback):
+    """Validates several times per epoch, times the training steps and stops on a NaN/inf loss."""
+
+    def __init__(self, data: PreparedData, steps_per_epoch: int, evals_per_epoch: int, on_eval):
+        super().__init__()
+        self.data = data
+        self.steps_per_epoch = steps_per_epoch
+        self.eval_points = eval_steps_in_epoch(steps_per_epoch, evals_per_epoch)
+        self.on_eval = on_eval
+        self.rows: list[dict] = []
+        self.step_seconds: list[float] = []
+        self.step = 0
+        self.diverged_at: int | None = None
+        self._step_began = 0.0
+
+    def _validate(self, train_loss: float | None, train_accuracy: float | None) -> None:
+        val_loss, val_accuracy = evaluate(self.model, self.data.val.images, self.data.val.labels)
+        row = {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch,
+            "seconds": float(sum(self.step_seconds)),
+            "train_loss": train_loss,  # running mean over the epoch so far, as Keras reports it
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+        }
+        self.rows.append(row)
+        self.on_eval(row)
+
+    def on_train_begin(self, logs=None):
+        self._validate(None, None)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._step_began = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])  # reading the value also waits for the step to finish
+        self.step_seconds.append(time.perf_counter() - self._step_began)
+        self.step += 1
+        if not math.isfinite(loss):
+            self.diverged_at = self.step
+            self.model.stop_training = True
+            return
+        if (batch + 1) in self.eval_points:
+            self._validate(loss, float(logs["accuracy"]))
+
+
+def train_cell(
+    settings: TrainParams,
+    cell: Cell,
+    data: PreparedData,
+    on_eval: Callable[[dict], None] = lambda row: None,
+) -> CellResult:
+    """Train one cell from scratch and measure it; touches no files.
+
+    The test set is used exactly once, after training. A NaN or infinite loss ends
+    training early with the outcome "diverged" instead of an exception.
+    """
+    seed_everything(cell.seed)
+    spec = ModelSpec(
+        architecture=settings.architecture,
+        activation=cell.activation,
+        bn=cell.bn,
+        dropout=cell.dropout,
+        bn_momentum=settings.bn_momentum,
+        bn_epsilon=settings.bn_epsilon,
+    )
+    model = build_model(spec, data.input_shape, data.num_classes)
+    # jit_compile=False: XLA's MaxPool gradient is not deterministic on GPU.
+    model.compile(
+        optimizer=build_optimizer(settings.optimizer),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    steps_per_epoch = math.ceil(len(data.train.labels) / settings.batch_size)
+    schedule = ValidationSchedule(data, steps_per_epoch, settings.evals_per_epoch, on_eval)
+    model.fit(
+        data.train.images,
+        data.train.labels,
+        batch_size=settings.batch_size,
+        epochs=settings.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[schedule],
+    )
+    history = pd.DataFrame(schedule.rows)
+    test_loss, test_accuracy = evaluate(model, data.test.images, data.test.labels)
+    timed = schedule.step_seconds[WARMUP_STEPS:]
+    budget = steps_per_epoch * settings.epochs
+    best = history["val_accuracy"].idxmax() if history["val_accuracy"].notna().any() else None
+    summary = {
+        **cell.as_dict(),
+        "outcome": "diverged" if schedule.diverged_at else "completed",
+        "diverged_at_step": schedule.diverged_at,
+        "steps_per_epoch": steps_per_epoch,
+        "budget_steps": budget,
+        "steps_trained": schedule.step,
+        "train_seconds": float(sum(schedule.step_seconds)),
+        # Images per second of training steps after the warm-up; None when too few steps to tell.
+        "throughput_images_per_s": (len(timed) * settings.batch_size / sum(timed)) if timed else None,
+        "best_val_accuracy": float(history.loc[best, "val_accuracy"]) if best is not None else None,
+        "best_val_step": int(history.loc[best, "step"]) if best is not None else None,
+        "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
+        "final_val_loss": float(history["val_loss"].iloc[-1]),
+        "val_auc": validation_auc(history, budget),
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "parameters": int(model.count_params()),
+        "data_digest": data.meta["data_digest"],
+        "published_data": data.meta["published_data"],
+    }
+    return CellResult(history=history, summary=summary, model=model)
+
+
+def plot_curves(history: pd.DataFrame, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    for split in ("train", "val"):
+        acc_ax.plot(history["epoch"], history[f"{split}_accuracy"], label=split)
+        loss_ax.plot(history["epoch"], history[f"{split}_loss"], label=split)
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title=title)
+    loss_ax.set(xlabel="epoch", ylabel="loss")
+    acc_ax.legend()
+    fig.savefig(path, dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_cell_outputs(result: CellResult, out_dir: Path, title: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "metrics.json", out_dir / "history.csv", out_dir / "curves.png"]
+    paths[0].write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    result.history.to_csv(paths[1], index=False, float_format="%.6g")
+    plot_curves(result.history, title, paths[2])
+    return paths
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--activation", required=True)
+    parser.add_argument("--bn", required=True)
+    parser.add_argument("--dropout", type=float, required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pipeline import tracking  # MLflow only where it is used: train_cell stays importable without it
+
+    args = parse_args(argv)
+    params = load_params(args.params)
+    cell = Cell(args.dataset, args.activation, args.bn, args.dropout, args.seed)
+    if cell not in expand_matrix(params.matrix):
+        raise UserError(f"cell {cell.name} is not in the matrix of {args.params}")
+    if not (args.data / "meta.json").is_file():
+        raise UserError(f"{args.data}: no prepared data; run `dvc repro prepare@{args.dataset}` first")
+    device = check_device()
+    data = load_prepared(args.data)
+    with tracking.track_cell(params, cell, data.meta, device) as run:
+        result = train_cell(params.train, cell, data, on_eval=run.log_eval)
+        result.summary.update(device=device, git_commit=git_commit())
+        paths = write_cell_outputs(result, args.out, title=cell.name)
+        run.finish(result, paths)
+    s = result.summary
+    print(
+        f"train: {cell.name}: {s['outcome']}, val {s['final_val_accuracy']:.3f}, "
+        f"test {s['test_accuracy']:.3f}, {s['train_seconds']:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,105 @@
+"""Datasets in the exact original file formats, with learnable synthetic images.
+
+The real files cannot be downloaded in tests, so these are written byte for byte
+in the published formats (CIFAR-10 binary tar.gz, Fashion-MNIST IDX gz), laid out
+as a mirror (<root>/<dataset>/<original file name>), with the checksums JSON that
+BNBENCH_DATA_CHECKSUMS expects. Each class is a smooth random template plus noise,
+so a model can learn it and curves rise.
+
+Run: python -m tests.fake_data --out /tmp/mirror [--cifar-per-batch 10000 --fmnist-train 60000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _images(rng: np.random.Generator, labels: np.ndarray, side: int, channels: int, noise: float) -> np.ndarray:
+    coarse = rng.uniform(0, 255, size=(10, 4, 4, channels))
+    templates = coarse.repeat(side // 4 + 1, axis=1).repeat(side // 4 + 1, axis=2)[:, :side, :side]
+    pixels = templates[labels] + rng.normal(0, noise, size=(len(labels), side, side, channels))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian dims, then the data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx_gz(path: Path, array: np.ndarray) -> None:
+    path.write_bytes(gzip.compress(idx_bytes(array), compresslevel=6, mtime=0))
+
+
+def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
+    """Records of one label byte then the R, G and B 32x32 planes, row-major."""
+    planes = images.transpose(0, 3, 1, 2).reshape(len(labels), -1)
+    return np.concatenate([labels[:, None].astype(np.uint8), planes], axis=1).tobytes()
+
+
+def write_cifar10(path: Path, per_batch: int, test: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    members: dict[str, bytes] = {}
+    for name, count in [*((f"data_batch_{i}.bin", per_batch) for i in range(1, 6)), ("test_batch.bin", test)]:
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        members[name] = cifar_batch_bytes(_images(rng, labels, 32, 3, noise=60), labels)
+    members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
+    members["readme.html"] = b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n"
+    with tarfile.open(path, "w:gz", compresslevel=6) as archive:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(blob)
+            archive.addfile(info, io.BytesIO(blob))
+
+
+def write_fashion_mnist(folder: Path, train: int, test: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed + 1)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", _images(rng, labels, 28, 1, noise=50)[..., 0])
+        write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_mirror(root: Path, *, cifar_per_batch: int, cifar_test: int, fmnist_train: int, fmnist_test: int) -> Path:
+    """Write both datasets under `root`; returns the checksums JSON for BNBENCH_DATA_CHECKSUMS."""
+    (root / "cifar10").mkdir(parents=True, exist_ok=True)
+    (root / "fashion_mnist").mkdir(parents=True, exist_ok=True)
+    write_cifar10(root / "cifar10" / "cifar-10-binary.tar.gz", cifar_per_batch, cifar_test)
+    write_fashion_mnist(root / "fashion_mnist", fmnist_train, fmnist_test)
+    checksums = {d: {p.name: md5(p) for p in sorted((root / d).iterdir())} for d in ("cifar10", "fashion_mnist")}
+    path = root / "checksums.json"
+    path.write_text(json.dumps(checksums, indent=2), encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cifar-per-batch", type=int, default=1000, help="records per training batch file (real: 10000)")
+    parser.add_argument("--cifar-test", type=int, default=1000)
+    parser.add_argument("--fmnist-train", type=int, default=5000)
+    parser.add_argument("--fmnist-test", type=int, default=1000)
+    args = parser.parse_args()
+    checksums = write_mirror(
+        args.out, cifar_per_batch=args.cifar_per_batch, cifar_test=args.cifar_test,
+        fmnist_train=args.fmnist_train, fmnist_test=args.fmnist_test,
+    )  # fmt: skip
+    print(f"export BNBENCH_DATA_MIRROR={args.out.resolve()} BNBENCH_DATA_CHECKSUMS={checksums.resolve()}")
+
+
+if __name__ == "__main__":
+    main()
