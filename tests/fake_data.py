@@ -24,10 +24,16 @@ import numpy as np
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _images(rng: np.random.Generator, labels: np.ndarray, side: int, channels: int, noise: float) -> np.ndarray:
-    coarse = rng.uniform(0, 255, size=(10, 4, 4, channels))
-    templates = coarse.repeat(side // 4 + 1, axis=1).repeat(side // 4 + 1, axis=2)[:, :side, :side]
-    pixels = templates[labels] + rng.normal(0, noise, size=(len(labels), side, side, channels))
+def _templates(rng: np.random.Generator, side: int, channels: int) -> np.ndarray:
+    """Ten smooth class patterns and ten distractors, shared by every file of a dataset."""
+    coarse = rng.uniform(0, 255, size=(20, 4, 4, channels))
+    return coarse.repeat(side // 4 + 1, axis=1).repeat(side // 4 + 1, axis=2)[:, :side, :side]
+
+
+def _images(rng: np.random.Generator, templates: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    # A faint class pattern over a random distractor, plus noise: learnable, but not in one step.
+    distractors = templates[10 + rng.integers(0, 10, size=len(labels))]
+    pixels = 0.3 * templates[labels] + 0.7 * distractors + rng.normal(0, 40, size=distractors.shape)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
 
@@ -49,10 +55,11 @@ def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray) -> bytes:
 
 def write_cifar10(path: Path, per_batch: int, test: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
+    templates = _templates(rng, 32, 3)
     members: dict[str, bytes] = {}
     for name, count in [*((f"data_batch_{i}.bin", per_batch) for i in range(1, 6)), ("test_batch.bin", test)]:
         labels = rng.integers(0, 10, size=count).astype(np.uint8)
-        members[name] = cifar_batch_bytes(_images(rng, labels, 32, 3, noise=60), labels)
+        members[name] = cifar_batch_bytes(_images(rng, templates, labels), labels)
     members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
     members["readme.html"] = b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n"
     with tarfile.open(path, "w:gz", compresslevel=6) as archive:
@@ -64,9 +71,10 @@ def write_cifar10(path: Path, per_batch: int, test: int, seed: int = 0) -> None:
 
 def write_fashion_mnist(folder: Path, train: int, test: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed + 1)
+    templates = _templates(rng, 28, 1)
     for prefix, count in (("train", train), ("t10k", test)):
         labels = rng.integers(0, 10, size=count).astype(np.uint8)
-        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", _images(rng, labels, 28, 1, noise=50)[..., 0])
+        write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", _images(rng, templates, labels)[..., 0])
         write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
 
 

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.data.fashion_mnist import read_fashion_mnist
+from pipeline.data.prepared import channel_stats, data_digest, load_prepared, split_dataset, write_prepared
+from pipeline.data.raw import RawDataset
+from tests.fake_data import write_fashion_mnist
+
+
+@pytest.fixture
+def raw(tmp_path) -> RawDataset:
+    write_fashion_mnist(tmp_path, train=1000, test=200)
+    return read_fashion_mnist(tmp_path)
+
+
+def test_validation_is_carved_from_train_stratified(raw):
+    splits = split_dataset(raw, val_fraction=0.2, seed=0)
+    assert len(splits["train"].labels) == 800 and len(splits["val"].labels) == 200
+    train_share = np.bincount(splits["train"].labels, minlength=10) / 800
+    val_share = np.bincount(splits["val"].labels, minlength=10) / 200
+    assert np.abs(train_share - val_share).max() < 0.02
+    # every validation image is a training-set image, and none is used twice
+    pool = {img.tobytes() for img in raw.train_images}
+    assert all(img.tobytes() in pool for img in splits["val"].images)
+    assert not {i.tobytes() for i in splits["train"].images} & {i.tobytes() for i in splits["val"].images}
+
+
+def test_test_set_is_left_untouched(raw):
+    splits = split_dataset(raw, val_fraction=0.1, seed=0)
+    assert np.array_equal(splits["test"].images, raw.test_images)
+
+
+def test_split_is_seeded(raw):
+    a, b, c = (split_dataset(raw, val_fraction=0.1, seed=s) for s in (0, 0, 1))
+    assert data_digest(a) == data_digest(b) != data_digest(c)
+
+
+def test_subsets_are_stratified_and_sized(raw):
+    splits = split_dataset(raw, val_fraction=0.1, seed=0, max_train_examples=500, max_test_examples=100)
+    assert len(splits["train"].labels) + len(splits["val"].labels) == 500
+    assert len(splits["test"].labels) == 100
+
+
+def test_normalization_uses_the_training_split_only(raw, tmp_path):
+    splits = split_dataset(raw, val_fraction=0.1, seed=0)
+    mean, std = channel_stats(splits["train"].images)
+    write_prepared(tmp_path / "out", splits, {"mean": mean, "std": std, "class_names": raw.class_names})
+    data = load_prepared(tmp_path / "out")
+    assert abs(float(data.train.images.mean())) < 1e-4 and abs(float(data.train.images.std()) - 1) < 1e-3
+    expected = (splits["val"].images.astype(np.float32) / 255 - np.float32(mean[0])) / np.float32(std[0])
+    assert np.allclose(data.val.images, expected, atol=1e-5)
+    assert data.input_shape == (28, 28, 1) and data.num_classes == 10
+
+
+def test_prepared_files_are_byte_identical_across_runs(raw, tmp_path):
+    for name in ("a", "b"):
+        write_prepared(tmp_path / name, split_dataset(raw, val_fraction=0.1, seed=3), {"x": 1})
+    for path in (tmp_path / "a").iterdir():
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
