@@ -35,7 +35,11 @@ SYSTEM_METRICS_INTERVAL_S = 5
 
 
 def repo_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+    """DVC's root while a stage runs; otherwise the nearest folder above with a .dvc/ (else the cwd)."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), here)
 
 
 def tracking_uri() -> str:
@@ -138,7 +142,6 @@ class CellRun:
 def track_cell(params: Params, cell: Cell, data_meta: dict, device: str) -> Iterator[CellRun]:
     """A child run for `cell` under the study's parent; marked FAILED if training raises."""
     uri = tracking_uri()
-    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment_id = _experiment_id(client, params.study.name, uri)

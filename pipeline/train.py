@@ -237,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"cell {cell.name} is not in the matrix of {args.params}")
     if not (args.data / "meta.json").is_file():
         raise UserError(f"{args.data}: no prepared data; run `dvc repro prepare@{args.dataset}` first")
+    tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
     device = check_device()
     data = load_prepared(args.data)
     with tracking.track_cell(params, cell, data.meta, device) as run:

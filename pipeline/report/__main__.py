@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,17 +56,20 @@ def _dataset_section(
                 "targets": [
                     {
                         "reached": row[f"reached_{k}"],
-                        "steps": fmt_ci(row[f"steps_to_{k}.mean"], row[f"steps_to_{k}.ci_low"], row[f"steps_to_{k}.ci_high"], 0),
+                        "steps": fmt_ci(
+                            row[f"steps_to_{k}.mean"], row[f"steps_to_{k}.ci_low"], row[f"steps_to_{k}.ci_high"], 0,
+                            bounds=(0, math.inf),
+                        ),
                     }
                     for k in keys
                 ],
                 **{
-                    short: fmt_ci(row[f"{metric}.mean"], row[f"{metric}.ci_low"], row[f"{metric}.ci_high"], digits)
-                    for short, metric, digits in [
-                        ("best_val", "best_val_accuracy", 3),
-                        ("auc", "val_auc", 3),
-                        ("test", "test_accuracy", 3),
-                        ("throughput", "throughput_images_per_s", 0),
+                    short: fmt_ci(row[f"{metric}.mean"], row[f"{metric}.ci_low"], row[f"{metric}.ci_high"], digits, bounds)
+                    for short, metric, digits, bounds in [
+                        ("best_val", "best_val_accuracy", 3, (0, 1)),
+                        ("auc", "val_auc", 3, (0, 1)),
+                        ("test", "test_accuracy", 3, (0, 1)),
+                        ("throughput", "throughput_images_per_s", 0, (0, math.inf)),
                     ]
                 },
             }

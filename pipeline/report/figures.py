@@ -24,7 +24,7 @@ def plot_validation_curves(
     activations = sorted({c.activation for c in cells})
     dropouts = sorted({c.dropout for c in cells})
     fig, axes = plt.subplots(
-        len(activations), len(dropouts), figsize=(4.2 * len(dropouts), 3.0 * len(activations)),
+        len(activations), len(dropouts), figsize=(max(6.4, 4.2 * len(dropouts)), 3.2 * len(activations)),
         squeeze=False, sharex=True, sharey=True, constrained_layout=True,
     )  # fmt: skip
     for row, activation in enumerate(activations):
@@ -46,7 +46,7 @@ def plot_validation_curves(
             if col == 0:
                 ax.set_ylabel(column.replace("_", " "))
     axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{dataset}: {column.replace('_', ' ')} (line: mean of seeds, band: min–max; dotted: targets)", fontsize=11)
+    fig.suptitle(dataset, fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)

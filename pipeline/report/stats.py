@@ -57,9 +57,14 @@ def band(histories: list[pd.DataFrame], column: str) -> pd.DataFrame:
     ).reset_index()
 
 
-def fmt_ci(mean: float | None, low: float | None, high: float | None, digits: int = 3) -> str:
+def fmt_ci(
+    mean: float | None, low: float | None, high: float | None, digits: int = 3, bounds: tuple[float, float] | None = None
+) -> str:
+    """"mean [low, high]"; the interval is clipped to `bounds` where the metric cannot leave them."""
     if mean is None or (isinstance(mean, float) and np.isnan(mean)):
         return "–"
     if low is None or (isinstance(low, float) and np.isnan(low)):
         return f"{mean:.{digits}f}"
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"

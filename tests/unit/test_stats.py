@@ -38,3 +38,11 @@ def test_band_spans_the_seeds():
     curve = band([a, b], "val_accuracy")
     assert curve["mean"].tolist() == pytest.approx([0.2, 0.6])
     assert curve["low"].tolist() == [0.1, 0.5] and curve["high"].tolist() == [0.3, 0.7]
+
+
+def test_interval_is_clipped_to_what_the_metric_can_take():
+    from pipeline.report.stats import fmt_ci
+
+    assert fmt_ci(0.95, 0.8, 1.1, bounds=(0, 1)) == "0.950 [0.800, 1.000]"
+    assert fmt_ci(0.95, None, None) == "0.950"
+    assert fmt_ci(float("nan"), None, None) == "–"
