@@ -29,7 +29,5 @@ def expand_matrix(matrix: MatrixParams) -> list[Cell]:
     """Every cell of the cross product, in the order DVC generates the stages."""
     return [
         Cell(*axes)
-        for axes in itertools.product(
-            matrix.dataset, matrix.activation, matrix.bn, matrix.dropout, matrix.seed
-        )
+        for axes in itertools.product(matrix.dataset, matrix.activation, matrix.bn, matrix.dropout, matrix.seed)
     ]

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from pipeline.cells import Cell
@@ -62,7 +61,11 @@ def check_reachable(uri: str) -> None:
 
 def study_key(params: Params) -> str:
     """Digest of what all cells of a study share; a change starts a new parent run."""
-    shared = {"study": params.study.model_dump(), "prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    shared = {
+        "study": params.study.model_dump(),
+        "prepare": params.prepare.model_dump(),
+        "train": params.train.model_dump(),
+    }
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -99,7 +102,9 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
         run_name=f"{params.study.name}-{key}",
         tags={"bnbench.role": "study", "bnbench.study_key": key, "git_commit": git_commit()},
     )
-    for name, value in _flatten("", {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}).items():
+    for name, value in _flatten(
+        "", {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    ).items():
         client.log_param(run.info.run_id, name, value)
     client.set_terminated(run.info.run_id)
     # Two cells starting at once may both create one: keep the oldest, drop ours.
@@ -125,10 +130,13 @@ class CellRun:
         numbers = {
             k: float(v)
             for k, v in summary.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seed", "dropout") and math.isfinite(v)
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and k not in ("seed", "dropout")
+            and math.isfinite(v)
         }
         for target in self.targets:
-            reached = time_to_target(pd.DataFrame(result.history), target)
+            reached = time_to_target(result.history, target)
             if reached["reached"]:
                 key = target_key(target)
                 numbers.update({f"steps_to_{key}": reached["steps"], f"seconds_to_{key}": reached["seconds"]})

@@ -61,7 +61,9 @@ def write_cifar10(path: Path, per_batch: int, test: int, seed: int = 0) -> None:
         labels = rng.integers(0, 10, size=count).astype(np.uint8)
         members[name] = cifar_batch_bytes(_images(rng, templates, labels), labels)
     members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
-    members["readme.html"] = b"<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n"
+    members["readme.html"] = (
+        b'<meta HTTP-EQUIV="REFRESH" content="0; url=http://www.cs.toronto.edu/~kriz/cifar.html">\n'
+    )
     with tarfile.open(path, "w:gz", compresslevel=6) as archive:
         for name, blob in members.items():
             info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
@@ -97,7 +99,9 @@ def write_mirror(root: Path, *, cifar_per_batch: int, cifar_test: int, fmnist_tr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--cifar-per-batch", type=int, default=1000, help="records per training batch file (real: 10000)")
+    parser.add_argument(
+        "--cifar-per-batch", type=int, default=1000, help="records per training batch file (real: 10000)"
+    )
     parser.add_argument("--cifar-test", type=int, default=1000)
     parser.add_argument("--fmnist-train", type=int, default=5000)
     parser.add_argument("--fmnist-test", type=int, default=1000)

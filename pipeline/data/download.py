@@ -58,9 +58,7 @@ def load_checksum_overrides(path: str | None) -> dict[str, dict[str, str]]:
         raise DownloadError(f"{CHECKSUMS_ENV}={path}: expected {{dataset: {{file name: md5}}}}")
     for dataset, files in overrides.items():
         if dataset not in SOURCES:
-            raise DownloadError(
-                f"{CHECKSUMS_ENV}={path}: unknown dataset {dataset!r} (known: {', '.join(SOURCES)})"
-            )
+            raise DownloadError(f"{CHECKSUMS_ENV}={path}: unknown dataset {dataset!r} (known: {', '.join(SOURCES)})")
         if not isinstance(files, dict):
             raise DownloadError(f"{CHECKSUMS_ENV}={path}: {dataset} must map file names to md5s")
         for name, md5 in files.items():

@@ -45,9 +45,7 @@ class PreparedData:
 def _stratified_subset(images, labels, size, seed):
     if size is None or size >= len(labels):
         return images, labels
-    images, _, labels, _ = train_test_split(
-        images, labels, train_size=size, stratify=labels, random_state=seed
-    )
+    images, _, labels, _ = train_test_split(images, labels, train_size=size, stratify=labels, random_state=seed)
     return images, labels
 
 

@@ -57,14 +57,19 @@ def _dataset_section(
                     {
                         "reached": row[f"reached_{k}"],
                         "steps": fmt_ci(
-                            row[f"steps_to_{k}.mean"], row[f"steps_to_{k}.ci_low"], row[f"steps_to_{k}.ci_high"], 0,
+                            row[f"steps_to_{k}.mean"],
+                            row[f"steps_to_{k}.ci_low"],
+                            row[f"steps_to_{k}.ci_high"],
+                            0,
                             bounds=(0, math.inf),
                         ),
                     }
                     for k in keys
                 ],
                 **{
-                    short: fmt_ci(row[f"{metric}.mean"], row[f"{metric}.ci_low"], row[f"{metric}.ci_high"], digits, bounds)
+                    short: fmt_ci(
+                        row[f"{metric}.mean"], row[f"{metric}.ci_low"], row[f"{metric}.ci_high"], digits, bounds
+                    )
                     for short, metric, digits, bounds in [
                         ("best_val", "best_val_accuracy", 3, (0, 1)),
                         ("auc", "val_auc", 3, (0, 1)),
@@ -99,7 +104,7 @@ def _dataset_section(
     return {
         "name": dataset,
         "targets": [f"{t:g}" for t in targets],
-        "examples": f"{first['steps_per_epoch']} steps per epoch, {first['budget_steps']} steps budget",
+        "budget": f"{first['steps_per_epoch']} steps per epoch, {first['budget_steps']} steps budget",
         "figure": png_data_uri(plot_validation_curves(dataset, histories, targets)),
         "summary": config_rows,
         "cells": cell_rows,

@@ -16,7 +16,9 @@ AXES = ["dataset", "activation", "bn", "dropout", "seed"]
 
 
 def _cell_of(summary: dict) -> Cell:
-    return Cell(summary["dataset"], summary["activation"], summary["bn"], float(summary["dropout"]), int(summary["seed"]))
+    return Cell(
+        summary["dataset"], summary["activation"], summary["bn"], float(summary["dropout"]), int(summary["seed"])
+    )
 
 
 def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict[Cell, pd.DataFrame]]:
@@ -31,7 +33,9 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
         cell = _cell_of(json.loads(metrics_path.read_text(encoding="utf-8")))
         if cell in wanted:
             if cell in found:
-                raise UserError(f"{found[cell].parent} and {metrics_path.parent} both hold cell {cell.name}; delete the stale one")
+                raise UserError(
+                    f"{found[cell].parent} and {metrics_path.parent} both hold cell {cell.name}; delete the stale one"
+                )
             found[cell] = metrics_path
     missing = [cell.name for cell in wanted if cell not in found]
     if missing:

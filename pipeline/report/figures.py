@@ -31,7 +31,11 @@ def plot_validation_curves(
         for col, dropout in enumerate(dropouts):
             ax = axes[row][col]
             for bn, color in BN_COLORS.items():
-                runs = [h for c, h in histories.items() if (c.dataset, c.activation, c.dropout, c.bn) == (dataset, activation, dropout, bn)]
+                runs = [
+                    h
+                    for c, h in histories.items()
+                    if (c.dataset, c.activation, c.dropout, c.bn) == (dataset, activation, dropout, bn)
+                ]
                 if not runs:
                     continue
                 curve = band(runs, column)

@@ -29,7 +29,7 @@ def summarize(results: pd.DataFrame, metrics: list[str], confidence: float) -> p
     """One row per configuration: seeds, diverged runs, and mean/CI of each metric."""
     rows = []
     for keys, group in results.groupby(GROUP, sort=False):
-        row = dict(zip(GROUP, keys))
+        row = dict(zip(GROUP, keys, strict=True))
         row["seeds"] = len(group)
         row["diverged"] = int((group["outcome"] == "diverged").sum())
         for metric in metrics:
@@ -58,9 +58,13 @@ def band(histories: list[pd.DataFrame], column: str) -> pd.DataFrame:
 
 
 def fmt_ci(
-    mean: float | None, low: float | None, high: float | None, digits: int = 3, bounds: tuple[float, float] | None = None
+    mean: float | None,
+    low: float | None,
+    high: float | None,
+    digits: int = 3,
+    bounds: tuple[float, float] | None = None,
 ) -> str:
-    """"mean [low, high]"; the interval is clipped to `bounds` where the metric cannot leave them."""
+    """ "mean [low, high]"; the interval is clipped to `bounds` where the metric cannot leave them."""
     if mean is None or (isinstance(mean, float) and np.isnan(mean)):
         return "–"
     if low is None or (isinstance(low, float) and np.isnan(low)):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import QuietHandler, REPO
+from tests.conftest import REPO, QuietHandler
 from tests.fake_data import write_mirror
 
 
@@ -28,7 +28,11 @@ def _copy_repo(dest: Path) -> None:
         if (REPO / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, dest / name)
-    for command in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
         subprocess.run(command, cwd=dest, check=True)
 
 
@@ -71,5 +75,3 @@ def study(tmp_path_factory):
     yield repo, env, first
     server.shutdown()
     server.server_close()
-
-

@@ -23,7 +23,9 @@ def test_report_and_results_cover_every_cell(study):
     assert all(cell in html for cell in CELLS)
     with (repo / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(f"{r['dataset']}-{r['activation']}-{r['bn']}-{float(r['dropout'])}-{r['seed']}" for r in rows) == sorted(CELLS)
+    assert sorted(
+        f"{r['dataset']}-{r['activation']}-{r['bn']}-{float(r['dropout'])}-{r['seed']}" for r in rows
+    ) == sorted(CELLS)
     assert all(0 <= float(r["test_accuracy"]) <= 1 and r["outcome"] == "completed" for r in rows)
 
 

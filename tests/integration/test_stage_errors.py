@@ -26,13 +26,30 @@ def test_unreachable_tracking_server_fails_fast(tmp_path, monkeypatch, capsys):
 
 
 def test_cell_outside_the_matrix_is_refused(tmp_path, capsys):
-    argv = ["--params", str(REPO / "params.yaml"), "--data", str(tmp_path), *CELL[:-1], "99", "--out", str(tmp_path / "o")]
+    argv = [
+        "--params",
+        str(REPO / "params.yaml"),
+        "--data",
+        str(tmp_path),
+        *CELL[:-1],
+        "99",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert run_cli(lambda: train.main(argv)) == 1
     assert "cifar10-relu-pre-0.0-99 is not in the matrix" in capsys.readouterr().err
 
 
 def test_missing_prepared_data_names_the_stage(tmp_path, capsys):
-    argv = ["--params", str(REPO / "params.yaml"), "--data", str(tmp_path / "none"), *CELL, "--out", str(tmp_path / "o")]
+    argv = [
+        "--params",
+        str(REPO / "params.yaml"),
+        "--data",
+        str(tmp_path / "none"),
+        *CELL,
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert run_cli(lambda: train.main(argv)) == 1
     assert "dvc repro prepare@cifar10" in capsys.readouterr().err
 

@@ -51,7 +51,10 @@ def test_one_cell_trains_and_measures(data, tmp_path):
 
 def test_same_seed_same_curve_other_seed_other_curve(data):
     cell = Cell("fashion_mnist", "sigmoid", "post", 0.5, 7)
-    runs = [train_cell(_settings(epochs=1), c, data).history["val_loss"].tolist() for c in (cell, cell, Cell(**{**cell.as_dict(), "seed": 8}))]
+    runs = [
+        train_cell(_settings(epochs=1), c, data).history["val_loss"].tolist()
+        for c in (cell, cell, Cell(**{**cell.as_dict(), "seed": 8}))
+    ]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
@@ -61,4 +64,6 @@ def test_divergence_is_an_outcome_not_a_crash(data):
     result = train_cell(settings, Cell("fashion_mnist", "relu", "off", 0.0, 0), data)
     assert result.summary["outcome"] == "diverged"
     assert result.summary["diverged_at_step"] is not None
-    assert result.summary["steps_trained"] < result.summary["budget_steps"] or math.isnan(result.summary["final_val_loss"])
+    assert result.summary["steps_trained"] < result.summary["budget_steps"] or math.isnan(
+        result.summary["final_val_loss"]
+    )

@@ -28,7 +28,11 @@ def test_dockerfile_installs_the_gpu_route_from_the_lock_file():
     assert uv, "uv runs the tests, so it is on PATH"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": "/nonexistent/venv"}
     done = subprocess.run(
-        [uv, "sync", "--frozen", "--no-dev", "--extra", "gpu", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True
+        [uv, "sync", "--frozen", "--no-dev", "--extra", "gpu", "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert "nvidia-cudnn-cu12" in done.stderr and "tensorflow==2.21" in done.stderr

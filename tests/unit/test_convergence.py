@@ -23,7 +23,12 @@ def test_first_crossing_is_reported():
 
 
 def test_a_miss_is_a_miss_not_the_budget():
-    assert time_to_target(_history([0.1, 0.2, 0.3]), 0.9) == {"reached": False, "steps": None, "epochs": None, "seconds": None}
+    assert time_to_target(_history([0.1, 0.2, 0.3]), 0.9) == {
+        "reached": False,
+        "steps": None,
+        "epochs": None,
+        "seconds": None,
+    }
 
 
 def test_auc_of_a_constant_curve_is_that_constant():

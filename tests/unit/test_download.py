@@ -60,7 +60,9 @@ def test_missing_file_on_http_mirror_names_the_url(tmp_path, http_server):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DownloadError, match=r"could not download http://127\.0\.0\.1:\d+/fashion_mnist/"):
-        fetch_dataset("fashion_mnist", tmp_path / "raw", mirror=http_server(empty), overrides={}, cache_dir=tmp_path / "c")
+        fetch_dataset(
+            "fashion_mnist", tmp_path / "raw", mirror=http_server(empty), overrides={}, cache_dir=tmp_path / "c"
+        )
 
 
 def test_mirror_that_is_not_a_directory(tmp_path):

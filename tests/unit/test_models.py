@@ -44,7 +44,9 @@ def test_bias_only_where_bn_does_not_follow(architecture, bn):
 
 
 def test_bn_uses_the_configured_momentum_and_epsilon():
-    norms = [l for l in build_model(_spec(bn="post"), (28, 28, 1), 10).layers if isinstance(l, layers.BatchNormalization)]
+    norms = [
+        l for l in build_model(_spec(bn="post"), (28, 28, 1), 10).layers if isinstance(l, layers.BatchNormalization)
+    ]
     assert len(norms) == 5
     assert all(n.momentum == 0.9 and n.epsilon == 0.001 for n in norms)
 
@@ -52,7 +54,11 @@ def test_bn_uses_the_configured_momentum_and_epsilon():
 def test_dropout_follows_pools_and_the_dense_block():
     kinds = _kinds(build_model(_spec(dropout=0.5), (32, 32, 3), 10))
     assert kinds.count("Dropout") == 3
-    assert [kinds[i - 1] for i, k in enumerate(kinds) if k == "Dropout"] == ["MaxPooling2D", "MaxPooling2D", "Activation"]
+    assert [kinds[i - 1] for i, k in enumerate(kinds) if k == "Dropout"] == [
+        "MaxPooling2D",
+        "MaxPooling2D",
+        "Activation",
+    ]
 
 
 def test_activation_is_applied():

@@ -26,10 +26,12 @@ def test_idx_round_trip(tmp_path):
 
 def test_idx_header_is_the_published_layout():
     # magic 0x00000803, then the three dimensions as big-endian 32-bit integers
-    assert idx_bytes(np.zeros((2, 28, 28), np.uint8))[:16].hex() == "00000803" "00000002" "0000001c" "0000001c"
+    assert idx_bytes(np.zeros((2, 28, 28), np.uint8))[:16].hex() == "00000803000000020000001c0000001c"
 
 
-@pytest.mark.parametrize(("name", "count"), [("train-labels-idx1-ubyte.gz", 60_000), ("t10k-labels-idx1-ubyte.gz", 10_000)])
+@pytest.mark.parametrize(
+    ("name", "count"), [("train-labels-idx1-ubyte.gz", 60_000), ("t10k-labels-idx1-ubyte.gz", 10_000)]
+)
 def test_real_fashion_mnist_labels_are_balanced(name, count):
     labels = read_idx(REAL_LABELS / name)
     assert labels.shape == (count,)
