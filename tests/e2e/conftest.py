@@ -18,7 +18,7 @@ from tests.conftest import REPO, QuietHandler
 from tests.fake_data import write_mirror
 
 
-def _copy_repo(dest: Path) -> None:
+def copy_repo(dest: Path) -> None:
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -57,7 +57,7 @@ def study(tmp_path_factory):
     """Run the study once; the tests below look at what it left."""
     root = tmp_path_factory.mktemp("e2e")
     repo = root / "repo"
-    _copy_repo(repo)
+    copy_repo(repo)
     _shrink(repo / "quick" / "params.yaml")
     checksums = write_mirror(root / "mirror", cifar_per_batch=100, cifar_test=200, fmnist_train=500, fmnist_test=200)
     handler = functools.partial(QuietHandler, directory=str(root / "mirror"))
