@@ -7,8 +7,6 @@ A history is a table with one row per evaluation: `step` (optimizer steps so far
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -47,7 +45,3 @@ def validation_auc(history: pd.DataFrame, budget_steps: int) -> float:
         return 0.0
     area = float(np.trapezoid(accuracy, steps))
     return area / budget_steps
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
