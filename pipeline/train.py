@@ -174,6 +174,7 @@ def train_cell(
         "train_seconds": float(sum(schedule.step_seconds)),
         # Images per second of training steps after the warm-up; None when too few steps to tell.
         "throughput_images_per_s": (len(timed) * settings.batch_size / sum(timed)) if timed else None,
+        "throughput_warmup_steps": WARMUP_STEPS,
         "best_val_accuracy": float(history.loc[best, "val_accuracy"]) if best is not None else None,
         "best_val_step": int(history.loc[best, "step"]) if best is not None else None,
         "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),

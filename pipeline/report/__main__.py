@@ -130,6 +130,7 @@ def build_report(params: Params, cells_dir: Path) -> tuple[str, pd.DataFrame, di
         unpublished=sorted(results.loc[~results["published_data"].astype(bool), "dataset"].unique()),
         batch_size=params.train.batch_size,
         evals_per_epoch=params.train.evals_per_epoch,
+        warmup_steps=int(results["throughput_warmup_steps"].max()),
         datasets=[_dataset_section(params, d, results, summary, histories) for d in m.dataset],
         git_commits=sorted(results["git_commit"].dropna().unique()),
         data_digests={d: results.loc[results["dataset"] == d, "data_digest"].iloc[0] for d in m.dataset},

@@ -1,0 +1,79 @@
+"""The report is built from the cells' files alone: fabricated outputs in, numbers out."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import UserError
+from pipeline.params import load_params
+from pipeline.report.__main__ import build_report
+from tests.conftest import REPO
+
+
+def _write_cell(cells_dir, dataset, activation, bn, seed, accuracies, name=None):
+    folder = cells_dir / (name or f"{dataset}-{activation}-{bn}-0.0-{seed}")
+    folder.mkdir(parents=True)
+    n = len(accuracies)
+    history = pd.DataFrame(
+        {
+            "step": [10 * i for i in range(n)],
+            "epoch": [i / 2 for i in range(n)],
+            "seconds": [2.0 * i for i in range(n)],
+            "train_loss": 1.0,
+            "train_accuracy": 0.5,
+            "val_loss": 1.0,
+            "val_accuracy": accuracies,
+        }
+    )
+    history.to_csv(folder / "history.csv", index=False)
+    summary = {
+        "dataset": dataset, "activation": activation, "bn": bn, "dropout": 0.0, "seed": seed,
+        "outcome": "completed", "steps_per_epoch": 20, "budget_steps": 10 * (n - 1), "train_seconds": 9.0,
+        "throughput_images_per_s": 100.0, "throughput_warmup_steps": 10, "best_val_accuracy": max(accuracies), "final_val_accuracy": accuracies[-1],
+        "val_auc": 0.5, "test_accuracy": accuracies[-1] - 0.01, "data_digest": f"digest-{dataset}",
+        "published_data": True, "device": "cpu", "git_commit": "abc",
+    }  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def params(tmp_path):
+    text = (REPO / "params.yaml").read_text()
+    text = text.replace("dataset: [cifar10, fashion_mnist]", "dataset: [cifar10]")
+    text = text.replace("activation: [sigmoid, relu]", "activation: [relu]")
+    text = text.replace('bn: ["off", pre, post]', 'bn: ["off", post]')
+    text = text.replace("dropout: [0.0, 0.5]", "dropout: [0.0]").replace("seed: [0, 1, 2]", "seed: [0, 1]")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return load_params(path)
+
+
+def test_numbers_come_from_the_histories(params, tmp_path):
+    cells = tmp_path / "cells"
+    for seed in (0, 1):
+        _write_cell(cells, "cifar10", "relu", "off", seed, [0.1, 0.3, 0.52, 0.61, 0.65])
+        _write_cell(cells, "cifar10", "relu", "post", seed, [0.1, 0.55, 0.66, 0.72, 0.74])
+    html, results, dvc_metrics = build_report(params, cells)
+    by_bn = results.set_index(["bn", "seed"])
+    assert by_bn.loc[("off", 0), "steps_to_acc50"] == 20 and by_bn.loc[("post", 0), "steps_to_acc50"] == 10
+    assert bool(by_bn.loc[("off", 0), "reached_acc70"]) is False and pd.isna(by_bn.loc[("off", 0), "steps_to_acc70"])
+    assert by_bn.loc[("post", 1), "seconds_to_acc70"] == 6.0
+    assert dvc_metrics["cifar10"]["relu-bn_post-dropout_0"]["test_accuracy"] == pytest.approx(0.73)
+    assert "cifar10-relu-post-0.0-1" in html and "digest-cifar10" in html
+    assert "Not the published datasets" not in html
+
+
+def test_stale_cells_are_ignored_and_missing_cells_named(params, tmp_path):
+    cells = tmp_path / "cells"
+    for seed in (0, 1):
+        _write_cell(cells, "cifar10", "relu", "off", seed, [0.1, 0.5])
+    _write_cell(cells, "cifar10", "relu", "post", 0, [0.1, 0.5])
+    _write_cell(cells, "cifar10", "sigmoid", "off", 0, [0.1, 0.5])  # no longer in the matrix
+    with pytest.raises(UserError, match=r"no results for 1 cell\(s\), e.g. train@cifar10-relu-post-0.0-1"):
+        build_report(params, cells)
+    _write_cell(cells, "cifar10", "relu", "post", 1, [0.1, 0.5])
+    _, results, _ = build_report(params, cells)
+    assert len(results) == 4 and set(results["activation"]) == {"relu"}
