@@ -15,6 +15,7 @@ RUN pip install --no-cache-dir uv==0.13.9 \
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_LINK_MODE=copy \
     PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/work \
     TF_FORCE_GPU_ALLOW_GROWTH=true \
     BNBENCH_DEVICE=gpu \
     MPLCONFIGDIR=/tmp/matplotlib
@@ -30,7 +31,8 @@ COPY --chown=bnbench . /src
 RUN uv sync --frozen --no-dev --extra gpu
 
 USER 1000:1000
-# The repository (with .git, params.yaml and the DVC cache) is mounted here.
+# The repository (with .git, params.yaml and the DVC cache) is mounted here; PYTHONPATH makes
+# every stage, in quick/ too, run the mounted code rather than the copy installed above.
 WORKDIR /work
 RUN git config --global --add safe.directory /work
 ENTRYPOINT ["tini", "--"]
