@@ -177,6 +177,7 @@ def train_cell(
         "throughput_warmup_steps": WARMUP_STEPS,
         "best_val_accuracy": float(history.loc[best, "val_accuracy"]) if best is not None else None,
         "best_val_step": int(history.loc[best, "step"]) if best is not None else None,
+        # The last validation pass; for a diverged cell, the last one before the NaN.
         "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
         "final_val_loss": float(history["val_loss"].iloc[-1]),
         "val_auc": validation_auc(history, budget),
@@ -209,7 +210,9 @@ def plot_curves(history: pd.DataFrame, title: str, path: Path) -> None:
 def write_cell_outputs(result: CellResult, out_dir: Path, title: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "metrics.json", out_dir / "history.csv", out_dir / "curves.png"]
-    paths[0].write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # NaN/inf (a diverged cell's loss) become null: strict JSON for every reader.
+    summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in result.summary.items()}
+    paths[0].write_text(json.dumps(summary, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
     result.history.to_csv(paths[1], index=False, float_format="%.6g")
     plot_curves(result.history, title, paths[2])
     return paths

@@ -136,6 +136,11 @@ def fetch_dataset(
                 f"({error}). The file is corrupt or truncated and was not kept; check the mirror, "
                 f"or {CHECKSUMS_ENV} if you meant to use other data."
             ) from None
+        except PermissionError as error:
+            raise DownloadError(
+                f"{dataset}: cannot write the download cache ({error}); make {CACHE_ENV} (default "
+                "~/.cache/bnbench) a folder you can write"
+            ) from None
         except requests.RequestException as error:
             raise DownloadError(
                 f"{dataset}: could not download {url} after {RETRIES + 1} attempts ({error}). "

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from pipeline.data.raw import RawDataset
+from pipeline.errors import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -58,11 +59,18 @@ def split_dataset(
     max_test_examples: int | None = None,
 ) -> dict[str, Split]:
     """Carve a stratified validation set off the training set; the test set stays apart."""
-    images, labels = _stratified_subset(raw.train_images, raw.train_labels, max_train_examples, seed)
-    train_x, val_x, train_y, val_y = train_test_split(
-        images, labels, test_size=val_fraction, stratify=labels, random_state=seed
-    )
-    test_x, test_y = _stratified_subset(raw.test_images, raw.test_labels, max_test_examples, seed)
+    try:
+        images, labels = _stratified_subset(raw.train_images, raw.train_labels, max_train_examples, seed)
+        train_x, val_x, train_y, val_y = train_test_split(
+            images, labels, test_size=val_fraction, stratify=labels, random_state=seed
+        )
+        test_x, test_y = _stratified_subset(raw.test_images, raw.test_labels, max_test_examples, seed)
+    except ValueError as error:  # sklearn: a side of a split too small to hold every class
+        raise UserError(
+            f"prepare: cannot split {len(raw.train_labels)} training images into stratified sets with "
+            f"prepare.val_fraction={val_fraction} and prepare.max_train_examples={max_train_examples} "
+            f"({error}); raise them so that each set holds every class"
+        ) from None
     return {
         "train": Split(np.ascontiguousarray(train_x), np.ascontiguousarray(train_y)),
         "val": Split(np.ascontiguousarray(val_x), np.ascontiguousarray(val_y)),

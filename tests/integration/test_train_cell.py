@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -59,11 +60,14 @@ def test_same_seed_same_curve_other_seed_other_curve(data):
     assert runs[0] != runs[2]
 
 
-def test_divergence_is_an_outcome_not_a_crash(data):
+def test_divergence_is_an_outcome_not_a_crash(data, tmp_path):
     settings = _settings(epochs=1, optimizer={"name": "sgd", "learning_rate": 1e12})
     result = train_cell(settings, Cell("fashion_mnist", "relu", "off", 0.0, 0), data)
     assert result.summary["outcome"] == "diverged"
     assert result.summary["diverged_at_step"] is not None
+    write_cell_outputs(result, tmp_path, title="diverged")
+    written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert written["outcome"] == "diverged" and written["test_loss"] is None
     assert result.summary["steps_trained"] < result.summary["budget_steps"] or math.isnan(
         result.summary["final_val_loss"]
     )

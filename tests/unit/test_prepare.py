@@ -27,6 +27,13 @@ def test_validation_is_carved_from_train_stratified(raw):
     assert not {i.tobytes() for i in splits["train"].images} & {i.tobytes() for i in splits["val"].images}
 
 
+def test_a_split_too_small_for_every_class_is_a_clear_error(raw):
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match=r"prepare\.val_fraction=0\.05 and prepare\.max_train_examples=100"):
+        split_dataset(raw, val_fraction=0.05, seed=0, max_train_examples=100)
+
+
 def test_test_set_is_left_untouched(raw):
     splits = split_dataset(raw, val_fraction=0.1, seed=0)
     assert np.array_equal(splits["test"].images, raw.test_images)
