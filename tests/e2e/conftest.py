@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import REPO, QuietHandler
+from tests.conftest import REPO, serve_directory
 from tests.fake_data import write_mirror
 
 
@@ -60,18 +57,14 @@ def study(tmp_path_factory):
     copy_repo(repo)
     _shrink(repo / "quick" / "params.yaml")
     checksums = write_mirror(root / "mirror", cifar_per_batch=100, cifar_test=200, fmnist_train=500, fmnist_test=200)
-    handler = functools.partial(QuietHandler, directory=str(root / "mirror"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))}
-    env.update(
-        BNBENCH_DATA_MIRROR=f"http://127.0.0.1:{server.server_address[1]}",
-        BNBENCH_DATA_CHECKSUMS=str(checksums),
-        BNBENCH_CACHE_DIR=str(root / "download-cache"),
-        PYTHONPATH=str(repo),  # the copy's package, not the one installed from the original checkout
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )
-    first = dvc(repo, env, "repro", "quick/dvc.yaml")
-    yield repo, env, first
-    server.shutdown()
-    server.server_close()
+    with serve_directory(root / "mirror") as mirror_url:
+        env.update(
+            BNBENCH_DATA_MIRROR=mirror_url,
+            BNBENCH_DATA_CHECKSUMS=str(checksums),
+            BNBENCH_CACHE_DIR=str(root / "download-cache"),
+            PYTHONPATH=str(repo),  # the copy's package, not the one installed from the original checkout
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
+        first = dvc(repo, env, "repro", "quick/dvc.yaml")
+        yield repo, env, first
