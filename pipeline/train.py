@@ -54,17 +54,41 @@ def build_optimizer(settings: OptimizerParams) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(settings.learning_rate)
 
 
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
     """(loss, accuracy) in inference mode: BN uses its moving statistics, dropout is off.
 
-    Uses predict, not evaluate, so that a pass in the middle of an epoch leaves the
-    running training metrics alone.
+    None when the model's outputs are not all finite: a broken model has no accuracy
+    (an argmax over NaN probabilities would invent class 0). Uses predict, not
+    evaluate, so that a pass in the middle of an epoch leaves the running training
+    metrics alone.
     """
     probs = model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    if not np.isfinite(probs).all():
+        return None
     picked = np.clip(probs[np.arange(len(labels)), labels], _CLIP, 1.0)
     loss = float(-np.mean(np.log(picked)))
     accuracy = float(np.mean(np.argmax(probs, axis=1) == labels))
     return loss, accuracy
+
+
+def weights_are_finite(model: keras.Model) -> bool:
+    """Whether every weight, BN's moving statistics included, is a finite number.
+
+    Checked on the weights themselves, not only on the loss: a clipped loss can stay
+    finite while the weights are already NaN.
+    """
+    return all(bool(keras.ops.all(keras.ops.isfinite(weight))) for weight in model.weights)
+
+
+def throughput_images_per_s(step_seconds: list[float], step_images: list[int], warmup_steps: int) -> float | None:
+    """Training images per second after the first `warmup_steps` steps (tracing and compilation).
+
+    None when training stopped before any step past the warm-up.
+    """
+    seconds = sum(step_seconds[warmup_steps:])
+    if seconds <= 0:
+        return None
+    return sum(step_images[warmup_steps:]) / seconds
 
 
 def eval_steps_in_epoch(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
@@ -74,22 +98,37 @@ def eval_steps_in_epoch(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
 
 
 class ValidationSchedule(keras.callbacks.Callback):
-    """Validates several times per epoch, times the training steps and stops on a NaN/inf loss."""
+    """Validates several times per epoch, times the training steps and stops at divergence.
 
-    def __init__(self, data: PreparedData, steps_per_epoch: int, evals_per_epoch: int, on_eval):
+    Divergence (a NaN/inf training loss, non-finite weights, or non-finite outputs on
+    the validation set) ends training. It is recorded as a last history row at the
+    step it was seen, with no accuracy: none is invented after it.
+    """
+
+    def __init__(
+        self,
+        data: PreparedData,
+        batch_size: int,
+        evals_per_epoch: int,
+        on_eval: Callable[[dict], None],
+        clock: Callable[[], float],
+    ):
         super().__init__()
         self.data = data
-        self.steps_per_epoch = steps_per_epoch
-        self.eval_points = eval_steps_in_epoch(steps_per_epoch, evals_per_epoch)
+        self.batch_size = batch_size
+        self.steps_per_epoch = math.ceil(len(data.train.labels) / batch_size)
+        self.eval_points = eval_steps_in_epoch(self.steps_per_epoch, evals_per_epoch)
         self.on_eval = on_eval
+        self.clock = clock
         self.rows: list[dict] = []
         self.step_seconds: list[float] = []
+        self.step_images: list[int] = []
         self.step = 0
         self.diverged_at: int | None = None
         self._step_began = 0.0
 
-    def _validate(self, train_loss: float | None, train_accuracy: float | None) -> None:
-        val_loss, val_accuracy = evaluate(self.model, self.data.val.images, self.data.val.labels)
+    def _record(self, train_loss: float | None, train_accuracy: float | None, measured) -> None:
+        val_loss, val_accuracy = measured if measured is not None else (None, None)
         row = {
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
@@ -102,22 +141,38 @@ class ValidationSchedule(keras.callbacks.Callback):
         self.rows.append(row)
         self.on_eval(row)
 
+    def mark_diverged(self, train_loss: float | None = None) -> None:
+        self.diverged_at = self.step
+        self.model.stop_training = True
+        self._record(train_loss, None, None)
+
+    def _validate(self, train_loss: float | None, train_accuracy: float | None) -> None:
+        measured = evaluate(self.model, self.data.val.images, self.data.val.labels)
+        if measured is None or not weights_are_finite(self.model):
+            self.mark_diverged(train_loss)
+            return
+        self._record(train_loss, train_accuracy, measured)
+
     def on_train_begin(self, logs=None):
         self._validate(None, None)
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._step_began = time.perf_counter()
+        self._step_began = self.clock()
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float(logs["loss"])  # reading the value also waits for the step to finish
-        self.step_seconds.append(time.perf_counter() - self._step_began)
+        self.step_seconds.append(self.clock() - self._step_began)
+        # The last batch of an epoch holds what is left of the training set.
+        self.step_images.append(min(self.batch_size, len(self.data.train.labels) - batch * self.batch_size))
         self.step += 1
         if not math.isfinite(loss):
-            self.diverged_at = self.step
-            self.model.stop_training = True
-            return
-        if (batch + 1) in self.eval_points:
+            self.mark_diverged(loss)
+        elif (batch + 1) in self.eval_points:
             self._validate(loss, float(logs["accuracy"]))
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def train_cell(
@@ -125,11 +180,13 @@ def train_cell(
     cell: Cell,
     data: PreparedData,
     on_eval: Callable[[dict], None] = lambda row: None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> CellResult:
     """Train one cell from scratch and measure it; touches no files.
 
-    The test set is used exactly once, after training. A NaN or infinite loss ends
-    training early with the outcome "diverged" instead of an exception.
+    The test set is used exactly once, after training, and not at all after a
+    divergence, which ends training early with the outcome "diverged" instead of
+    an exception. `clock` times the training steps (seconds, monotonic).
     """
     seed_everything(cell.seed)
     spec = ModelSpec(
@@ -148,8 +205,7 @@ def train_cell(
         metrics=["accuracy"],
         jit_compile=False,
     )
-    steps_per_epoch = math.ceil(len(data.train.labels) / settings.batch_size)
-    schedule = ValidationSchedule(data, steps_per_epoch, settings.evals_per_epoch, on_eval)
+    schedule = ValidationSchedule(data, settings.batch_size, settings.evals_per_epoch, on_eval, clock)
     model.fit(
         data.train.images,
         data.train.labels,
@@ -159,30 +215,33 @@ def train_cell(
         verbose=0,
         callbacks=[schedule],
     )
+    test = None
+    if schedule.diverged_at is None:
+        test = evaluate(model, data.test.images, data.test.labels)
+        if test is None:  # finite on validation, not on the test set: still no accuracy to report
+            schedule.mark_diverged()
     history = pd.DataFrame(schedule.rows)
-    test_loss, test_accuracy = evaluate(model, data.test.images, data.test.labels)
-    timed = schedule.step_seconds[WARMUP_STEPS:]
-    budget = steps_per_epoch * settings.epochs
+    budget = schedule.steps_per_epoch * settings.epochs
     best = history["val_accuracy"].idxmax() if history["val_accuracy"].notna().any() else None
     summary = {
         **cell.as_dict(),
-        "outcome": "diverged" if schedule.diverged_at else "completed",
+        "outcome": "completed" if schedule.diverged_at is None else "diverged",
         "diverged_at_step": schedule.diverged_at,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": schedule.steps_per_epoch,
         "budget_steps": budget,
         "steps_trained": schedule.step,
         "train_seconds": float(sum(schedule.step_seconds)),
-        # Images per second of training steps after the warm-up; None when too few steps to tell.
-        "throughput_images_per_s": (len(timed) * settings.batch_size / sum(timed)) if timed else None,
+        "throughput_images_per_s": throughput_images_per_s(schedule.step_seconds, schedule.step_images, WARMUP_STEPS),
         "throughput_warmup_steps": WARMUP_STEPS,
+        # Best before any divergence: those evaluations were of a sound model.
         "best_val_accuracy": float(history.loc[best, "val_accuracy"]) if best is not None else None,
         "best_val_step": int(history.loc[best, "step"]) if best is not None else None,
-        # The last validation pass; for a diverged cell, the last one before the NaN.
-        "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
-        "final_val_loss": float(history["val_loss"].iloc[-1]),
+        # The last validation pass: null for a diverged cell.
+        "final_val_accuracy": _finite_or_none(history["val_accuracy"].iloc[-1]),
+        "final_val_loss": _finite_or_none(history["val_loss"].iloc[-1]),
         "val_auc": validation_auc(history, budget),
-        "test_accuracy": test_accuracy,
-        "test_loss": test_loss,
+        "test_accuracy": test[1] if test else None,
+        "test_loss": test[0] if test else None,
         "parameters": int(model.count_params()),
         "data_digest": data.meta["data_digest"],
         "published_data": data.meta["published_data"],
@@ -250,10 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = write_cell_outputs(result, args.out, title=cell.name)
         run.finish(result, paths)
     s = result.summary
-    print(
-        f"train: {cell.name}: {s['outcome']}, val {s['final_val_accuracy']:.3f}, "
-        f"test {s['test_accuracy']:.3f}, {s['train_seconds']:.0f} s"
-    )
+    if s["outcome"] == "diverged":
+        print(f"train: {cell.name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")
+    else:
+        print(
+            f"train: {cell.name}: completed, val {s['final_val_accuracy']:.3f}, "
+            f"test {s['test_accuracy']:.3f}, {s['train_seconds']:.0f} s"
+        )
     return 0
 
 

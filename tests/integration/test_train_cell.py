@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import math
 
+import keras
+import pandas as pd
 import pytest
 
+from pipeline import train
 from pipeline.cells import Cell
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
+from pipeline.models import ModelSpec, build_model
 from pipeline.params import TrainParams
-from pipeline.train import train_cell, write_cell_outputs
+from pipeline.train import WARMUP_STEPS, train_cell, write_cell_outputs
 from tests.fake_data import write_fashion_mnist
+
+CELL = Cell("fashion_mnist", "relu", "pre", 0.0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +26,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("fmnist")
     write_fashion_mnist(root, train=400, test=100)
     raw = read_fashion_mnist(root)
-    splits = split_dataset(raw, val_fraction=0.25, seed=0)
+    splits = split_dataset(raw, val_fraction=0.25, seed=0)  # 300 train (10 steps of 32), 100 val
     mean, std = channel_stats(splits["train"].images)
     meta = {"mean": mean, "std": std, "class_names": raw.class_names, "data_digest": "d", "published_data": False}
     write_prepared(root / "prepared", splits, meta)
@@ -35,19 +41,65 @@ def _settings(**overrides) -> TrainParams:
     return TrainParams.model_validate({**base, **overrides})
 
 
+class SteppingClock:
+    """A clock under which each warm-up step takes 1 s and every later step 0.01 s.
+
+    The schedule reads the clock exactly twice per step, at its start and its end.
+    """
+
+    def __init__(self):
+        self.calls = 0
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        if self.calls % 2 == 0:
+            self.now += 1.0 if self.calls // 2 <= WARMUP_STEPS else 0.01
+        return self.now
+
+
 def test_one_cell_trains_and_measures(data, tmp_path):
     seen = []
-    result = train_cell(_settings(), Cell("fashion_mnist", "relu", "pre", 0.0, 0), data, on_eval=seen.append)
+    result = train_cell(_settings(), CELL, data, on_eval=seen.append, clock=SteppingClock())
     history, summary = result.history, result.summary
-    assert len(history) == 1 + 2 * 3 == len(seen)  # step 0, then 3 passes per epoch
-    assert history["step"].tolist() == [0, 4, 7, 10, 14, 17, 20]  # 10 steps per epoch (300 / 32)
-    assert history["epoch"].iloc[-1] == 2.0 and history["seconds"].is_monotonic_increasing
-    assert summary["outcome"] == "completed" and summary["steps_trained"] == summary["budget_steps"] == 20
-    assert 0 <= summary["test_accuracy"] <= 1 and summary["best_val_accuracy"] >= summary["final_val_accuracy"] - 1e-9
-    assert summary["throughput_images_per_s"] > 0
-    assert history["val_accuracy"].iloc[-1] > 0.2, "the synthetic classes are learnable"
+    pd.testing.assert_frame_equal(pd.DataFrame(seen), history)  # every evaluation reaches the tracking hook
+    assert history["step"].tolist() == [0, 4, 7, 10, 14, 17, 20]  # 10 steps per epoch (300 / 32), 3 passes each
+    assert history["epoch"].tolist() == pytest.approx([0, 0.4, 0.7, 1.0, 1.4, 1.7, 2.0])
+    # 10 warm-up steps of 1 s, then 0.01 s per step: training time at each evaluation
+    assert history["seconds"].tolist() == pytest.approx([0, 4, 7, 10, 10.04, 10.07, 10.1])
+    assert summary["outcome"] == "completed" and summary["diverged_at_step"] is None
+    assert summary["steps_trained"] == summary["budget_steps"] == 20
+    assert summary["train_seconds"] == pytest.approx(10.1)
+    # the warm-up is left out: the second epoch's 300 images in 10 steps of 0.01 s
+    assert summary["throughput_images_per_s"] == pytest.approx(300 / 0.1)
+    best = history["val_accuracy"].idxmax()
+    assert summary["best_val_accuracy"] == history.loc[best, "val_accuracy"]
+    assert summary["best_val_step"] == history.loc[best, "step"]
+    assert summary["final_val_accuracy"] == history["val_accuracy"].iloc[-1]
+    assert summary["final_val_loss"] == history["val_loss"].iloc[-1]
     paths = write_cell_outputs(result, tmp_path, title="cell")
-    assert all(p.stat().st_size > 0 for p in paths)
+    assert [p.name for p in paths] == ["metrics.json", "history.csv", "curves.png"]
+    written = json.loads(paths[0].read_text())
+    assert written["test_accuracy"] == summary["test_accuracy"] and written["outcome"] == "completed"
+    assert pd.read_csv(paths[1])["step"].tolist() == history["step"].tolist()
+
+
+def test_test_split_is_evaluated_once_after_training(data, monkeypatch):
+    seen = []
+
+    def spy(model, images, labels):
+        seen.append((images, labels))
+        return evaluate(model, images, labels)
+
+    evaluate = train.evaluate
+    monkeypatch.setattr(train, "evaluate", spy)
+    result = train_cell(_settings(epochs=1), CELL, data)
+    *validations, last = seen
+    assert len(validations) == len(result.history) == 4
+    assert all(images is data.val.images and labels is data.val.labels for images, labels in validations)
+    assert last[0] is data.test.images and last[1] is data.test.labels
+    loss, accuracy = evaluate(result.model, data.test.images, data.test.labels)
+    assert (result.summary["test_loss"], result.summary["test_accuracy"]) == (loss, accuracy)
 
 
 def test_same_seed_same_curve_other_seed_other_curve(data):
@@ -57,17 +109,50 @@ def test_same_seed_same_curve_other_seed_other_curve(data):
         for c in (cell, cell, Cell(**{**cell.as_dict(), "seed": 8}))
     ]
     assert runs[0] == runs[1]
-    assert runs[0] != runs[2]
+    assert runs[0][0] != runs[2][0]  # another seed, another initial model
+
+
+def _nan_learning_rate(settings: TrainParams) -> TrainParams:
+    # model_copy does not validate: the schema would refuse a NaN rate, as it should.
+    optimizer = settings.optimizer.model_copy(update={"learning_rate": math.nan})
+    return settings.model_copy(update={"optimizer": optimizer})
 
 
 def test_divergence_is_an_outcome_not_a_crash(data, tmp_path):
-    settings = _settings(epochs=1, optimizer={"name": "sgd", "learning_rate": 1e12})
-    result = train_cell(settings, Cell("fashion_mnist", "relu", "off", 0.0, 0), data)
-    assert result.summary["outcome"] == "diverged"
-    assert result.summary["diverged_at_step"] is not None
+    # A NaN learning rate turns every weight into NaN at the first update (IEEE 754: NaN * g is NaN
+    # for every gradient g, zero included), so this cell diverges by construction on any machine.
+    settings = _nan_learning_rate(_settings(optimizer={"name": "sgd", "learning_rate": 0.01}))
+    result = train_cell(settings, Cell("fashion_mnist", "sigmoid", "off", 0.0, 0), data)
+    summary, history = result.summary, result.history
+    assert summary["outcome"] == "diverged"
+    # seen at the latest at the first validation after the first update (step 4), where weights are checked
+    assert 1 <= summary["diverged_at_step"] <= 4
+    assert summary["steps_trained"] == summary["diverged_at_step"] < summary["budget_steps"]
+    assert history["step"].tolist() == [0, summary["diverged_at_step"]]
+    assert math.isfinite(history["val_accuracy"].iloc[0])  # the untrained model was sound
+    assert history[["val_accuracy", "val_loss", "train_accuracy"]].iloc[-1].isna().all()
+    for key in ("final_val_accuracy", "final_val_loss", "test_accuracy", "test_loss"):
+        assert summary[key] is None, key
+    assert summary["best_val_accuracy"] == history["val_accuracy"].iloc[0]
     write_cell_outputs(result, tmp_path, title="diverged")
     written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
-    assert written["outcome"] == "diverged" and written["test_loss"] is None
-    assert result.summary["steps_trained"] < result.summary["budget_steps"] or math.isnan(
-        result.summary["final_val_loss"]
-    )
+    assert written["outcome"] == "diverged" and written["test_accuracy"] is None
+    assert written["diverged_at_step"] == summary["diverged_at_step"]
+
+
+def test_nan_weights_are_divergence_even_when_outputs_look_finite(data, monkeypatch):
+    # A clipped loss or output can hide NaN weights, so the weights themselves are checked at each evaluation.
+    monkeypatch.setattr(train, "evaluate", lambda model, images, labels: (1.0, 0.5))
+    model = build_model(ModelSpec("mlp", "relu", "off", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
+    schedule = train.ValidationSchedule(data, 32, 1, on_eval=lambda row: None, clock=SteppingClock())
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    assert schedule.diverged_at is None and schedule.rows[0]["val_accuracy"] == 0.5
+    kernel = model.layers[1].kernel
+    kernel.assign(keras.ops.where(keras.ops.arange(kernel.shape[1]) == 0, math.nan, kernel))
+    schedule.on_train_batch_begin(0)
+    schedule.on_train_batch_end(0, {"loss": 2.3, "accuracy": 0.1})
+    schedule.on_train_batch_begin(9)
+    schedule.on_train_batch_end(9, {"loss": 2.3, "accuracy": 0.1})  # the epoch's last step: a validation
+    assert schedule.diverged_at == 2 and model.stop_training
+    assert schedule.rows[-1]["val_accuracy"] is None
