@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 
@@ -47,13 +48,20 @@ def test_page_shows_the_study_and_every_dataset(page):
     assert tab.get_by_text("Not the published datasets.").is_visible()
 
 
-def test_figures_load_and_tables_are_filled(page):
+def test_figures_load_and_tables_are_filled(page, study):
     tab, _, _ = page
     sizes = tab.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
     assert len(sizes) == 2 and all(done and w > 300 and h > 200 for done, w, h in sizes)
-    rows = tab.locator("tbody tr").count()
-    assert rows >= 8 + 4  # every run, plus one row per configuration
-    assert "–" not in tab.locator("td", has_text="completed").first.inner_text()
+    repo, _, _ = study
+    with (repo / "quick" / "reports" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8
+    for row in rows:  # each run has one row, showing its own test accuracy
+        name = f"{row['dataset']}-{row['activation']}-{row['bn']}-{float(row['dropout'])}-{row['seed']}"
+        shown = tab.locator("tr", has=tab.locator("td", has_text=name))
+        assert shown.count() == 1, name
+        cells = shown.locator("td").all_inner_texts()
+        assert cells[0] == name and f"{float(row['test_accuracy']):.3f}" in cells
 
 
 def test_no_console_errors_and_a_screenshot(page):

@@ -22,6 +22,12 @@ def test_first_crossing_is_reported():
     }  # fmt: skip
 
 
+def test_reaching_the_target_exactly_counts():
+    # The target is a threshold to reach, not to exceed: equal is a hit.
+    assert time_to_target(_history([0.1, 0.6, 0.7]), 0.6)["steps"] == 10
+    assert time_to_target(_history([0.1, 0.599999, 0.7]), 0.6)["steps"] == 20
+
+
 def test_a_miss_is_a_miss_not_the_budget():
     assert time_to_target(_history([0.1, 0.2, 0.3]), 0.9) == {
         "reached": False,

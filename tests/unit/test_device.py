@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.device import check_device, visible_gpus
@@ -14,9 +16,13 @@ def test_required_gpu_that_is_missing_names_the_fix(monkeypatch):
         check_device()
 
 
-def test_default_describes_the_cpu(monkeypatch):
+def test_default_describes_the_device_it_will_use(monkeypatch):
     monkeypatch.delenv("BNBENCH_DEVICE", raising=False)
-    assert check_device().startswith("tensorflow: ")
+    gpus = visible_gpus()
+    expected = f"tensorflow: {', '.join(gpus)}" if gpus else "tensorflow: cpu ("
+    assert check_device().startswith(expected)
+    if not gpus:
+        assert check_device().endswith(f", {os.cpu_count()} cores)")
 
 
 def test_unknown_device_setting(monkeypatch):

@@ -13,13 +13,16 @@ RUFF = Path(sys.executable).parent / "ruff"
 
 def test_ruff_lint_passes():
     done = subprocess.run(
-        [str(RUFF), "check", "pipeline", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True
+        [str(RUFF), "check", "pipeline", "tests", "benchmarks", "tools"], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout
 
 
 def test_code_is_formatted():
     done = subprocess.run(
-        [str(RUFF), "format", "--check", "pipeline", "tests", "benchmarks"], cwd=REPO, capture_output=True, text=True
+        [str(RUFF), "format", "--check", "pipeline", "tests", "benchmarks", "tools"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout

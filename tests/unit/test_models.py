@@ -84,3 +84,74 @@ def test_strided_cnn_is_the_article_layout():
     assert convs == [(30, (2, 2)), (50, (1, 1)), (60, (1, 1))]
     assert [l.units for l in model.layers if isinstance(l, layers.Dense)] == [3500, 700, 10]
     assert not any(isinstance(l, layers.MaxPooling2D) for l in model.layers)
+
+
+# The presets as lists of hidden layers, written from the articles' code, not read off the builder:
+# ("conv", filters, stride, padding) or ("dense", units), each followed by its activation.
+PRESET_LAYERS = {
+    "seed_cnn": [("conv", 32, 1, "same"), ("conv", 32, 1, "same"), ("pool",), ("conv", 64, 1, "same"),
+                 ("conv", 64, 1, "same"), ("pool",), ("dense", 128)],
+    "strided_cnn": [("conv", 30, 2, "valid"), ("conv", 50, 1, "valid"), ("conv", 60, 1, "valid"),
+                    ("dense", 3500), ("dense", 700)],
+    "mlp": [("dense", 300), ("dense", 200), ("dense", 100)],
+}  # fmt: skip
+
+
+def expected_parameters(preset: str, bn: str, input_shape: tuple[int, int, int], classes: int = 10) -> int:
+    """Weights of the preset by hand: kernels, biases where no BN follows, and BN's four vectors per unit."""
+    side, _, channels = input_shape
+    features, total = None, 0
+    for layer in PRESET_LAYERS[preset]:
+        if layer[0] == "pool":
+            side //= 2
+            continue
+        if layer[0] == "conv":
+            _, width, stride, padding = layer
+            fan_in = 3 * 3 * channels
+            side = -(-side // stride) if padding == "same" else (side - 3) // stride + 1
+            channels = width
+        else:
+            width = layer[1]
+            fan_in = features if features is not None else side * side * channels
+            features = width
+        total += fan_in * width + (width if bn != "pre" else 0) + (4 * width if bn != "off" else 0)
+    fan_in = features if features is not None else side * side * channels
+    return total + fan_in * classes + classes
+
+
+@pytest.mark.parametrize(
+    ("preset", "input_shape"),
+    [("seed_cnn", (32, 32, 3)), ("strided_cnn", (32, 32, 3)), ("mlp", (28, 28, 1)), ("seed_cnn", (28, 28, 1))],
+)
+@pytest.mark.parametrize("bn", ["off", "pre", "post"])
+def test_parameter_count_of_every_preset_and_placement(preset, input_shape, bn):
+    model = build_model(_spec(preset, bn=bn), input_shape, 10)
+    assert model.count_params() == expected_parameters(preset, bn, input_shape)
+
+
+def test_hand_count_agrees_with_the_article_total():
+    assert expected_parameters("seed_cnn", "off", (32, 32, 3)) == 591_274  # article 000's model summary
+
+
+def _initializers(model):
+    return [type(l.kernel_initializer).__name__ for l in model.layers if isinstance(l, (layers.Conv2D, layers.Dense))]
+
+
+def test_initializers_follow_the_articles():
+    # Article 000: the first conv and the softmax keep Keras' default, the others are he_uniform.
+    assert _initializers(build_model(_spec("seed_cnn"), (32, 32, 3), 10)) == [
+        "GlorotUniform", "HeUniform", "HeUniform", "HeUniform", "HeUniform", "GlorotUniform",
+    ]  # fmt: skip
+    # Articles 001 and 003 use the frameworks' default everywhere.
+    assert set(_initializers(build_model(_spec("strided_cnn"), (32, 32, 3), 10))) == {"GlorotUniform"}
+    assert set(_initializers(build_model(_spec("mlp"), (28, 28, 1), 10))) == {"GlorotUniform"}
+
+
+def test_padding_of_the_convolutions():
+    seed = build_model(_spec("seed_cnn"), (32, 32, 3), 10)
+    assert {l.padding for l in seed.layers if isinstance(l, layers.Conv2D)} == {"same"}
+    strided = build_model(_spec("strided_cnn"), (32, 32, 3), 10)
+    assert {l.padding for l in strided.layers if isinstance(l, layers.Conv2D)} == {"valid"}
+    assert strided.get_layer(index=len(strided.layers) - 1).input.shape[-1] == 700
+    flatten = next(l for l in strided.layers if isinstance(l, layers.Flatten))
+    assert flatten.output.shape[-1] == 11 * 11 * 60  # 32 -> 15 -> 13 -> 11 without padding

@@ -59,6 +59,13 @@ def test_idx_truncated_file_is_refused(tmp_path):
         read_idx(tmp_path / "x.gz")
 
 
+def test_idx_with_bytes_beyond_its_header_is_refused(tmp_path):
+    blob = idx_bytes(np.zeros((4, 28, 28), np.uint8)) + b"\x00" * 28
+    (tmp_path / "x.gz").write_bytes(gzip.compress(blob))
+    with pytest.raises(FormatError, match="header declares"):
+        read_idx(tmp_path / "x.gz")
+
+
 def test_idx_not_gzip_is_refused(tmp_path):
     (tmp_path / "x.gz").write_bytes(b"<html>not found</html>")
     with pytest.raises(FormatError, match="gzip"):

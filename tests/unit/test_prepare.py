@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, data_digest, load_prepared, split_dataset, write_prepared
 from pipeline.data.raw import RawDataset
-from tests.fake_data import write_fashion_mnist
+from pipeline.params import PrepareParams
+from pipeline.prepare import prepare_dataset
+from tests.fake_data import md5, write_fashion_mnist
 
 
 @pytest.fixture
@@ -44,10 +48,42 @@ def test_split_is_seeded(raw):
     assert data_digest(a) == data_digest(b) != data_digest(c)
 
 
-def test_subsets_are_stratified_and_sized(raw):
-    splits = split_dataset(raw, val_fraction=0.1, seed=0, max_train_examples=500, max_test_examples=100)
+def _imbalanced(raw: RawDataset) -> RawDataset:
+    """The same images with skewed classes: 60% class 0, the rest spread evenly over 1-9."""
+    labels = np.where(np.arange(len(raw.train_labels)) % 5 < 3, 0, 1 + np.arange(len(raw.train_labels)) % 9)
+    return RawDataset(raw.train_images, labels.astype(np.uint8), raw.test_images, raw.test_labels, raw.class_names)
+
+
+def test_subsets_keep_the_class_proportions(raw):
+    skewed = _imbalanced(raw)
+    splits = split_dataset(skewed, val_fraction=0.2, seed=0, max_train_examples=500, max_test_examples=100)
     assert len(splits["train"].labels) + len(splits["val"].labels) == 500
     assert len(splits["test"].labels) == 100
+    full = np.bincount(skewed.train_labels, minlength=10) / len(skewed.train_labels)
+    for name, size in (("train", 400), ("val", 100)):
+        counts = np.bincount(splits[name].labels, minlength=10)
+        # stratified: each class within one example of its share of the full training set
+        assert np.abs(counts - full * size).max() <= 1, (name, counts.tolist())
+    test_full = np.bincount(raw.test_labels, minlength=10) / len(raw.test_labels)
+    assert np.abs(np.bincount(splits["test"].labels, minlength=10) - test_full * 100).max() <= 1
+
+
+def test_prepare_stage_takes_statistics_from_the_training_split_only(tmp_path):
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    write_fashion_mnist(raw_dir, train=600, test=100)
+    files = {p.name: md5(p) for p in raw_dir.iterdir()}
+    (raw_dir / "files.json").write_text(
+        json.dumps({"dataset": "fashion_mnist", "files": files, "published": False}), encoding="utf-8"
+    )
+    settings = PrepareParams(val_fraction=0.25, split_seed=0)
+    splits, meta = prepare_dataset("fashion_mnist", raw_dir, settings)
+    train_pixels = splits["train"].images.astype(np.float64) / 255
+    train_and_val = np.concatenate([splits["train"].images, splits["val"].images]).astype(np.float64) / 255
+    assert abs(train_pixels.mean() - train_and_val.mean()) > 1e-4  # the two candidates differ
+    assert meta["mean"] == pytest.approx([train_pixels.mean()], rel=1e-12)
+    assert meta["std"] == pytest.approx([train_pixels.std()], rel=1e-12)
+    assert meta["examples"] == {"train": 450, "val": 150, "test": 100}
 
 
 def test_normalization_uses_the_training_split_only(raw, tmp_path):

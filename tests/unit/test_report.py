@@ -77,3 +77,33 @@ def test_stale_cells_are_ignored_and_missing_cells_named(params, tmp_path):
     _write_cell(cells, "cifar10", "relu", "post", 1, [0.1, 0.5])
     _, results, _ = build_report(params, cells)
     assert len(results) == 4 and set(results["activation"]) == {"relu"}
+
+
+def test_two_folders_holding_one_cell_are_refused(params, tmp_path):
+    cells = tmp_path / "cells"
+    for bn in ("off", "post"):
+        for seed in (0, 1):
+            _write_cell(cells, "cifar10", "relu", bn, seed, [0.1, 0.5])
+    _write_cell(cells, "cifar10", "relu", "post", 1, [0.1, 0.6], name="old-copy")
+    with pytest.raises(UserError, match=r"cells/cifar10-relu-post-0\.0-1 and .*cells/old-copy both hold"):
+        build_report(params, cells)
+
+
+def test_a_diverged_cell_is_counted_and_adds_no_accuracy(params, tmp_path):
+    cells = tmp_path / "cells"
+    for seed in (0, 1):
+        _write_cell(cells, "cifar10", "relu", "off", seed, [0.1, 0.5, 0.6])
+    _write_cell(cells, "cifar10", "relu", "post", 0, [0.1, 0.7, 0.8])
+    _write_cell(cells, "cifar10", "relu", "post", 1, [0.1, 0.55, 0.55])
+    diverged = cells / "cifar10-relu-post-0.0-1"
+    summary = json.loads((diverged / "metrics.json").read_text())
+    summary.update(outcome="diverged", final_val_accuracy=None, test_accuracy=None, diverged_at_step=20)
+    (diverged / "metrics.json").write_text(json.dumps(summary))
+    history = pd.read_csv(diverged / "history.csv")
+    history.loc[2, ["val_accuracy", "val_loss"]] = None  # no accuracy after the divergence
+    history.to_csv(diverged / "history.csv", index=False)
+    html, results, dvc_metrics = build_report(params, cells)
+    post = dvc_metrics["cifar10"]["relu-bn_post-dropout_0"]
+    assert post["test_accuracy"] == pytest.approx(0.79)  # the completed seed only, not a NaN or a 0.1
+    assert results.set_index(["bn", "seed"]).loc[("post", 1), "outcome"] == "diverged"
+    assert '<td class="diverged">1</td>' in html

@@ -12,7 +12,17 @@ def test_t_interval_matches_the_textbook():
     # mean 2, sample std 1, n 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321
     result = mean_ci(pd.Series([1.0, 2.0, 3.0]), 0.95)
     assert result["n"] == 3 and result["mean"] == 2 and result["std"] == 1
-    assert result["ci_high"] - 2 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    half = 4.302653 / math.sqrt(3)
+    assert result["ci_low"] == pytest.approx(2 - half, rel=1e-5)
+    assert result["ci_high"] == pytest.approx(2 + half, rel=1e-5)
+
+
+def test_interval_level_follows_the_confidence():
+    # t(0.95, 2) = 2.919986: a 90% interval is narrower than the 95% one
+    result = mean_ci(pd.Series([1.0, 2.0, 3.0]), 0.90)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx(
+        (2 - 2.919986 / math.sqrt(3), 2 + 2.919986 / math.sqrt(3))
+    )
 
 
 def test_single_seed_has_no_interval_and_nans_are_not_counted():

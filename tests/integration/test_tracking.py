@@ -1,0 +1,90 @@
+"""What MLflow receives for a cell: metrics at their steps, and a parent run per study."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.cells import Cell
+from pipeline.params import load_params
+from pipeline.train import CellResult
+from tests.conftest import REPO
+
+META = {"data_digest": "digest", "published_data": False}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh SQLite store in tmp_path, with artifacts beside it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("DVC_STAGE", "train@test")
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _row(step: int, val_accuracy: float | None) -> dict:
+    return {
+        "step": step, "epoch": step / 10, "seconds": step * 0.5, "train_loss": None if step == 0 else 2.0,
+        "train_accuracy": None if step == 0 else 0.3, "val_loss": 2.1, "val_accuracy": val_accuracy,
+    }  # fmt: skip
+
+
+def _track(params, cell, rows, tmp_path) -> None:
+    summary = {"outcome": "completed", "steps_trained": rows[-1]["step"], "test_accuracy": 0.5, "seed": cell.seed}
+    result = CellResult(history=pd.DataFrame(rows), summary=summary, model=None)
+    artifact = tmp_path / "metrics.json"
+    artifact.write_text("{}")
+    with tracking.track_cell(params, cell, META, "cpu") as run:
+        for row in rows:
+            run.log_eval(row)
+        run.finish(result, [artifact])
+
+
+def _cells(client, experiment_name):
+    experiment = client.get_experiment_by_name(experiment_name)
+    return client.search_runs([experiment.experiment_id], "tags.`bnbench.role` = 'cell'")
+
+
+def test_metrics_are_logged_at_their_steps(store, tmp_path):
+    params = load_params(REPO / "quick" / "params.yaml")
+    cell = Cell("cifar10", "relu", "post", 0.0, 0)
+    rows = [_row(0, 0.1), _row(4, 0.35), _row(7, math.nan), _row(10, 0.45)]
+    _track(params, cell, rows, tmp_path)
+    (run,) = _cells(store, params.study.name)
+    history = store.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(0, 0.1), (4, 0.35), (10, 0.45)]  # NaN left out
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "train_loss")] == [4, 7, 10]
+    assert [m.value for m in store.get_metric_history(run.info.run_id, "epoch")] == [0, 0.4, 0.7, 1.0]
+    # time to each of the study's targets (quick: 0.3 and 0.4 on cifar10), logged at the last step
+    assert run.data.metrics["steps_to_acc30"] == 4 and run.data.metrics["seconds_to_acc40"] == 5.0
+    assert "steps_to_acc50" not in run.data.metrics and run.data.metrics["test_accuracy"] == 0.5
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "test_accuracy")] == [10]
+    assert run.data.tags["bnbench.dvc_stage"] == "train@test" and run.data.params["bn"] == "post"
+    assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"metrics.json"}
+
+
+def test_cells_of_a_study_share_one_parent_and_other_settings_start_another(store, tmp_path):
+    params = load_params(REPO / "quick" / "params.yaml")
+    for seed in (0, 1):
+        _track(params, Cell("cifar10", "relu", "off", 0.0, seed), [_row(0, 0.1)], tmp_path)
+    more_seeds = params.model_copy(update={"matrix": params.matrix.model_copy(update={"seed": [0, 1, 2]})})
+    _track(more_seeds, Cell("cifar10", "relu", "off", 0.0, 2), [_row(0, 0.1)], tmp_path)
+    longer = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
+    _track(longer, Cell("cifar10", "relu", "off", 0.0, 0), [_row(0, 0.1)], tmp_path)
+
+    runs = _cells(store, params.study.name)
+    parent_of = {
+        (r.data.params["seed"], r.data.params["train.epochs"]): r.data.tags["mlflow.parentRunId"] for r in runs
+    }
+    assert len(parent_of) == 4
+    # adding seeds extends a study; changing what every cell shares (the budget) is another study
+    assert parent_of[("0", "2")] == parent_of[("1", "2")] == parent_of[("2", "2")] != parent_of[("0", "3")]
+    for parent in set(parent_of.values()):
+        run = store.get_run(parent)
+        assert run.data.tags["bnbench.role"] == "study" and run.info.status == "FINISHED"
+    keys = {store.get_run(p).data.tags["bnbench.study_key"] for p in parent_of.values()}
+    assert keys == {tracking.study_key(params), tracking.study_key(longer)}
