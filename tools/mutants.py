@@ -1,0 +1,118 @@
+"""Plant deliberate faults in the pipeline, one at a time, and see whether the tests catch each.
+
+The faults live in tools/mutants.yaml: each names a behaviour that matters, the exact
+text to replace in one source file, and the tests that should notice. For each one
+this copies the repository (as `git ls-files` sees it) into a temporary folder,
+plants the fault there, and runs those tests; a fault the tests miss is then run
+against the whole fast suite. Nothing in the working tree is modified.
+
+Run:    uv run python -m tools.mutants [--only ID ...] [--json out.json]
+Prints: one line per fault (caught by its tests, caught by the suite, or survived) and the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+MUTANTS = REPO / "tools" / "mutants.yaml"
+TIMEOUT_S = 900  # per pytest run; a fault that makes training hang counts as caught
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    behaviour: str
+    file: str
+    find: str
+    replace: str
+    tests: list[str]
+
+    def plant(self, source: str) -> str:
+        """The source with the fault in it; the text to replace must occur exactly once."""
+        count = source.count(self.find)
+        if count != 1:
+            raise ValueError(f"{self.id}: {self.file} holds the text to replace {count} times, not once")
+        return source.replace(self.find, self.replace)
+
+
+def load_mutants(path: Path = MUTANTS) -> list[Mutant]:
+    return [Mutant(**entry) for entry in YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))]
+
+
+def copy_repository(dest: Path) -> None:
+    """The tracked and untracked-but-not-ignored files, with ../shared beside them as in a clone."""
+    names = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, names):
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    (dest.parent / "shared").symlink_to(REPO.parent / "shared")
+
+
+def run_tests(copy: Path, tests: list[str]) -> bool:
+    """Whether the tests pass in the copy (its own package first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not e2e", *tests]
+    try:
+        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def check(mutant: Mutant, copy: Path) -> str:
+    """ "caught" by its own tests, "caught by the suite", or "survived"."""
+    path = copy / mutant.file
+    original = path.read_text(encoding="utf-8")
+    mutated = mutant.plant(original)
+    compile(mutated, mutant.file, "exec")  # a fault must be valid code, or it proves nothing
+    path.write_text(mutated, encoding="utf-8")
+    try:
+        if not run_tests(copy, mutant.tests):
+            return "caught"
+        return "survived" if run_tests(copy, ["tests"]) else "caught by the suite"
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", help="ids of the faults to plant (default: all)")
+    parser.add_argument("--json", type=Path, help="also write the outcomes here")
+    args = parser.parse_args(argv)
+    mutants = [m for m in load_mutants() if not args.only or m.id in args.only]
+    outcomes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "repo"
+        copy_repository(copy)
+        if not run_tests(copy, ["tests"]):
+            print("the suite fails without any fault planted; fix that first", file=sys.stderr)
+            return 1
+        for mutant in mutants:
+            began = time.monotonic()
+            outcomes[mutant.id] = check(mutant, copy)
+            print(f"{outcomes[mutant.id]:>19}  {mutant.id:<28} {time.monotonic() - began:5.0f} s  {mutant.behaviour}")
+    caught = sum(outcome != "survived" for outcome in outcomes.values())
+    print(f"mutation score: {caught}/{len(outcomes)} planted faults caught")
+    if args.json:
+        args.json.write_text(json.dumps({"caught": caught, "planted": len(outcomes), "outcomes": outcomes}, indent=2))
+    return 0 if caught == len(outcomes) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
