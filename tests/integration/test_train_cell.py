@@ -6,6 +6,7 @@ import json
 import math
 
 import keras
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -156,3 +157,33 @@ def test_nan_weights_are_divergence_even_when_outputs_look_finite(data, monkeypa
     schedule.on_train_batch_end(9, {"loss": 2.3, "accuracy": 0.1})  # the epoch's last step: a validation
     assert schedule.diverged_at == 2 and model.stop_training
     assert schedule.rows[-1]["val_accuracy"] is None
+
+
+def test_a_nan_loss_stops_training_at_that_step(data):
+    model = build_model(ModelSpec("mlp", "relu", "off", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
+    schedule = train.ValidationSchedule(data, 32, 1, on_eval=lambda row: None, clock=SteppingClock())
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    for batch, loss in enumerate([2.3, 2.2, math.nan]):
+        schedule.on_train_batch_begin(batch)
+        schedule.on_train_batch_end(batch, {"loss": loss, "accuracy": 0.1})
+    assert schedule.diverged_at == 3 and model.stop_training
+    assert [row["step"] for row in schedule.rows] == [0, 3] and schedule.rows[-1]["val_accuracy"] is None
+
+
+class FixedOutputs:
+    """Stands in for a model whose predictions are known exactly."""
+
+    def __init__(self, probs):
+        self.probs = np.asarray(probs, dtype=np.float32)
+
+    def predict(self, images, batch_size, verbose):
+        return self.probs
+
+
+def test_evaluation_scores_finite_outputs_and_refuses_any_nan():
+    labels = np.array([0, 1, 1])
+    loss, accuracy = train.evaluate(FixedOutputs([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), None, labels)
+    assert accuracy == pytest.approx(2 / 3) and loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
+    assert train.evaluate(FixedOutputs([[0.9, 0.1], [math.nan, math.nan], [0.6, 0.4]]), None, labels) is None
+    assert train.evaluate(FixedOutputs([[0.9, 0.1], [0.2, math.inf], [0.6, 0.4]]), None, labels) is None
