@@ -50,11 +50,13 @@ def test_bad_value_is_named_with_the_value(tmp_path):
     [
         ("train", "epochs", 0, "train.epochs"),
         ("matrix", "dropout", [0.0, 1.5], "matrix.dropout"),
+        ("matrix", "dropout", [0.0, 1.0], "matrix.dropout"),  # a rate of 1 drops everything
         ("matrix", "seed", [0, 0], "matrix.seed"),
         ("matrix", "bn", ["off", "post", "off"], "matrix.bn"),
         ("matrix", "dataset", ["cifar10", "cifar10"], "matrix.dataset"),
         ("prepare", "val_fraction", 1.0, "prepare.val_fraction"),
         ("targets", "cifar10", [0.555], "targets.cifar10"),
+        ("targets", "cifar10", [0.55001], "targets.cifar10"),  # would share the metric name acc55 with 0.55
     ],
 )
 def test_out_of_range_values_are_rejected(tmp_path, section, key, value, needle):
