@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.cells import Cell  # noqa: E402
-from pipeline.report.stats import band  # noqa: E402
+from pipeline.report.stats import complete_band  # noqa: E402
 from pipeline.report.survival import FOLLOW_UP_COLUMN, censored_times, kaplan_meier  # noqa: E402
 
 # Okabe-Ito colours; lightness also differs (black, light orange, mid blue), and so do dashes and markers.
@@ -81,9 +81,7 @@ def plot_curves(
         mine = sorted((c for c in cells if _condition_key(c) == condition and c.bn == bn), key=lambda c: c.seed)
         if not mine:
             continue
-        curve = band([histories[c] for c in mine], column)
-        curve["seconds"] = band([histories[c] for c in mine], "seconds")["mean"]
-        curve = curve[curve["n"] == len(mine)]
+        curve = complete_band([histories[c] for c in mine], column)
         for col, x_column in enumerate(("step", "seconds")):
             ax = axes[row][col]
             for cell in mine:

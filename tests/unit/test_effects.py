@@ -42,9 +42,10 @@ def test_bootstrap_of_three_seeds_spans_their_range():
 
 
 def test_bootstrap_is_seeded_and_resamples_whole_seeds():
-    values = np.array([1.0, 3.0, 2.0, 8.0, 4.0, 5.0])
-    first = bootstrap_interval(mean_over(values), 6, 0.95)
-    assert first == bootstrap_interval(mean_over(values), 6, 0.95)
+    # Twelve distinct values: so many distinct resamples that two unseeded runs would not agree by chance.
+    values = np.random.default_rng(7).lognormal(size=12)
+    first = bootstrap_interval(mean_over(values), 12, 0.95)
+    assert first == bootstrap_interval(mean_over(values), 12, 0.95)
     assert first.method == "BCa bootstrap" and values.min() < first.low < values.mean() < first.high < values.max()
 
 

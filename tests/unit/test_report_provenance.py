@@ -128,3 +128,11 @@ def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_same_runs_same_page(tmp_path):
+    params, cells = _study(tmp_path)
+    lock = _write_lock(tmp_path / "dvc.lock", LOCK)
+    first_html, first_results, first_metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
+    html, results, metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
+    assert html == first_html and results.equals(first_results) and metrics == first_metrics
