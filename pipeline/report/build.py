@@ -43,15 +43,13 @@ def _setup_text(results: pd.DataFrame, params: Params) -> str:
     def values(column: str) -> str:
         return ", ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in results[column]}))
 
-    rates = results["learning_rate"].nunique()
-    budgets = "; ".join(
-        f"{d}: {int(group['budget_steps'].max())} optimizer steps of {params.train.batch_size} images"
-        for d, group in results.groupby("dataset", sort=False)
+    fixed = "a fixed learning rate" if results["learning_rate"].nunique() == 1 else "fixed learning rates"
+    budgets = ", ".join(
+        f"{d} {int(group['budget_steps'].max())} steps" for d, group in results.groupby("dataset", sort=False)
     )
     return (
-        f"architecture {values('architecture')}; optimizer {values('optimizer')} at "
-        f"{'a fixed learning rate' if rates == 1 else 'fixed learning rates'} {values('learning_rate')} "
-        f"(not tuned per configuration); budget {params.train.epochs} epochs ({budgets})"
+        f"architecture {values('architecture')}, {values('optimizer')} at {fixed} {values('learning_rate')} "
+        f"(not tuned per configuration), {params.train.epochs} epochs of batch {params.train.batch_size} ({budgets})"
     )
 
 

@@ -26,7 +26,7 @@ class TimeToTarget:
 
     @property
     def label(self) -> str:
-        return f"speed-up to target ({'optimizer steps' if self.unit == 'steps' else 'training seconds'})"
+        return f"speed-up in {'optimizer steps' if self.unit == 'steps' else 'training seconds'}"
 
 
 @dataclass(frozen=True)

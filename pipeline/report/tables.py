@@ -31,7 +31,9 @@ def _effect_number(value: float, ratio: bool) -> str:
 def interval_text(interval: Interval | None, ratio: bool) -> str:
     if interval is None:
         return "no interval"
-    return f"[{_effect_number(interval.low, ratio)}, {_effect_number(interval.high, ratio)}]"
+    if ratio:
+        return f"[{interval.low:.2f}, {interval.high:.2f}]"
+    return f"[{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
 def effect_text(effect: Effect) -> str:
