@@ -49,7 +49,8 @@ def _setup_text(results: pd.DataFrame, params: Params) -> str:
     )
     return (
         f"architecture {values('architecture')}, {values('optimizer')} at {fixed} {values('learning_rate')} "
-        f"(not tuned per configuration), {params.train.epochs} epochs of batch {params.train.batch_size} ({budgets})"
+        f"(not tuned per configuration), {params.train.epochs} epoch{'s' if params.train.epochs != 1 else ''} "
+        f"of batch {params.train.batch_size} ({budgets})"
     )
 
 

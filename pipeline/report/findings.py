@@ -17,7 +17,7 @@ answer says exactly what is missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -132,8 +132,14 @@ def _time_pair(treatment: pd.DataFrame, reference: pd.DataFrame, key: str, unit:
     return _TimePair(censored_times(treatment, key, unit), censored_times(reference, key, unit), float(horizon))
 
 
+NOTHING_REACHED = "no run of either configuration reached the target"
+
+
 def _speedup_effect(pairs: list[_TimePair], predicts: int, confidence: float) -> Effect:
-    """Geometric mean over `pairs` of restricted mean (reference) / restricted mean (treatment)."""
+    """Geometric mean over `pairs` of restricted mean (reference) / restricted mean (treatment).
+
+    Where no run reached any target the ratio is 1 by construction; the reason says so.
+    """
 
     def statistic(indices: np.ndarray) -> np.ndarray:
         logs = [
@@ -152,7 +158,10 @@ def _speedup_effect(pairs: list[_TimePair], predicts: int, confidence: float) ->
             ],
             axis=0,
         )
-    return paired_effect(statistic, per_seed, ratio=True, predicts=predicts, confidence=confidence)
+    effect = paired_effect(statistic, per_seed, ratio=True, predicts=predicts, confidence=confidence)
+    if not any(p.treatment.hits or p.reference.hits for p in pairs):
+        return replace(effect, reason=NOTHING_REACHED)
+    return effect
 
 
 def _difference_effect(per_seed: np.ndarray, predicts: int, confidence: float) -> Effect:

@@ -153,3 +153,14 @@ def test_a_diverged_run_is_censored_where_it_stopped_and_has_no_accuracy(tmp_pat
     assert accuracy.effect.seeds == 4 and accuracy.left_out == 1
     html, results, _ = build_report(params, cells, links=RunLinks())
     assert "1 pair(s) left out" in html and (results["outcome"] == "diverged").sum() == 1
+
+
+def test_when_no_run_reaches_a_target_the_answer_says_so(tmp_path):
+    params = study_params(tmp_path, activation=["sigmoid"], bn=["off", "post"], seed=SEEDS)
+    cells = tmp_path / "cells"
+    for s in SEEDS:
+        _plant(cells, "off", s, (None, None, None), 0.1)
+        _plant(cells, "post", s, (None, None, None), 0.1)
+    effect = _answers(params, cells)["bn-post-steps"].answers[0].effect
+    assert effect.estimate == 1.0 and effect.verdict == "inconclusive"
+    assert effect.reason == "no run of either configuration reached the target"
