@@ -64,6 +64,7 @@ def _answer_view(finding, answer) -> dict[str, object]:
     if effect is None:
         return view
     view.update(
+        headers=tables.condition_headers(finding),
         effect=tables.effect_text(effect),
         interval=tables.interval_text(effect.interval, effect.ratio),
         method=effect.interval.method if effect.interval else "",

@@ -115,7 +115,7 @@ def decide(
     Refuted: the same, on the other side. Inconclusive: anything else.
     """
     if seeds < MIN_PAIRED_SEEDS or interval is None or check is None:
-        return INCONCLUSIVE, f"n < {MIN_PAIRED_SEEDS} paired seeds"
+        return INCONCLUSIVE, f"n < {MIN_PAIRED_SEEDS} paired seeds: too few for a verdict or a reliable interval"
     boot, t = interval.side_of(null), check.side_of(null)
     if boot == t == predicts:
         return SUPPORTED, "both intervals on the predicted side"

@@ -108,7 +108,7 @@ def _present(results: pd.DataFrame, axis: str) -> list:
 
 def _absent(results: pd.DataFrame, axis: str, wanted: tuple) -> str:
     words = " or ".join(describe(axis, v) for v in wanted)
-    return f"no runs with {words}: this study's {axis} values are {_values_text(_present(results, axis))}"
+    return f"no runs with {words}; this study's {axis} values are {_values_text(_present(results, axis))}"
 
 
 def _paired(treatment: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

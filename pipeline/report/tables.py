@@ -62,6 +62,22 @@ def effect_sentence(finding: Finding, effect: Effect) -> str:
     return f"{treatment} ended {abs(effect.estimate):.3f} {direction} in {quantity.label} than {reference}"
 
 
+def condition_headers(finding: Finding) -> dict[str, str]:
+    """Column headers of a finding's per-condition table, naming its two configurations and units."""
+    claim = finding.claim
+    quantity = claim.quantity
+    if isinstance(quantity, TimeToTarget):
+        unit = "steps" if quantity.unit == "steps" else "seconds"
+        what, horizon = f"restricted mean {unit} (reached)", f"horizon ({unit})"
+    else:
+        what, horizon = f"mean {quantity.label}", ""
+    return {
+        "treatment": f"{describe(claim.axis, finding.treatment)}: {what}",
+        "reference": f"{describe(claim.axis, claim.reference)}: {what}",
+        "horizon": horizon,
+    }
+
+
 def pooled_over_text(answer: Answer) -> str:
     """ "activation relu, sigmoid × target 0.3, 0.4": what an answer pools over, with the values."""
     return " × ".join(f"{axis} {', '.join(values)}" for axis, values in answer.pooled_over)
@@ -141,7 +157,14 @@ def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str
                     }
                 )
             else:
-                targets.append({"steps": f"miss (> {int(run['steps_trained'])})", "seconds": "–", "miss": True})
+                # censored where the run stopped: the budget, or where it diverged
+                targets.append(
+                    {
+                        "steps": f"miss (> {int(run['steps_trained'])})",
+                        "seconds": f"> {number(run['train_seconds'], 1)}",
+                        "miss": True,
+                    }
+                )
         rows.append(
             {
                 "name": cell.name,

@@ -73,7 +73,7 @@ def test_verdict_rule(boot, check, predicts, verdict):
 
 def test_no_verdict_below_the_minimum_number_of_seeds():
     got, reason = decide(Interval(2.0, 3.0, "b"), Interval(1.5, 4.0, "t"), MIN_PAIRED_SEEDS - 1, 1.0, 1)
-    assert got == "inconclusive" and reason == f"n < {MIN_PAIRED_SEEDS} paired seeds"
+    assert got == "inconclusive" and reason.startswith(f"n < {MIN_PAIRED_SEEDS} paired seeds")
 
 
 def test_paired_effect_puts_it_together():
