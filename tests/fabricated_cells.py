@@ -44,8 +44,7 @@ def write_cell(
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
-    A diverged cell stops at `diverged_at`:
-    no accuracy after it, no test accuracy.
+    A diverged cell stops at `diverged_at`, with no accuracy after it and no test accuracy.
     """
     folder = cells_dir / f"{dataset}-{activation}-{bn}-{dropout}-{seed}"
     folder.mkdir(parents=True)
