@@ -1,4 +1,8 @@
-"""Gather the results of exactly the cells in the current matrix."""
+"""Gather the results of exactly the cells in the current matrix.
+
+Reads <cells>/*/metrics.json and history.csv; returns one row per run (its summary,
+the settings it was trained with and its time to each target) and each run's history.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,16 @@ from pipeline.errors import UserError
 from pipeline.params import Params
 
 AXES = ["dataset", "activation", "bn", "dropout", "seed"]
+# Settings every run of a study was trained with; a run's own record wins where it has one.
+SETTINGS = ["architecture", "optimizer", "learning_rate"]
+
+
+def _settings(params: Params) -> dict[str, object]:
+    return {
+        "architecture": params.train.architecture,
+        "optimizer": params.train.optimizer.name,
+        "learning_rate": params.train.optimizer.learning_rate,
+    }
 
 
 def _cell_of(summary: dict) -> Cell:
@@ -44,6 +58,10 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
     for cell in wanted:
         summary = json.loads(found[cell].read_text(encoding="utf-8"))
         history = pd.read_csv(found[cell].parent / "history.csv")
+        summary = {**_settings(params), **summary}
+        # Outputs written before these were recorded: the last evaluation is where training ended.
+        summary.setdefault("steps_trained", int(history["step"].iloc[-1]))
+        summary.setdefault("train_seconds", float(history["seconds"].iloc[-1]))
         for target in getattr(params.targets, cell.dataset):
             reached = time_to_target(history, target)
             key = target_key(target)

@@ -1,57 +1,225 @@
-"""Validation curves with seed bands, as PNG bytes ready to inline in the page."""
+"""The report's figures, as PNG bytes ready to inline in the page.
+
+Reads the per-run results and histories (as `collect.collect_results` returns them);
+writes nothing. Every line style pairs an Okabe-Ito colour with its own dash and
+marker, so BN placements stay apart in greyscale and for colour-blind readers; the
+heatmap uses cividis, which is monotone in lightness.
+"""
 
 from __future__ import annotations
 
 import io
+import itertools
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.cells import Cell  # noqa: E402
-from pipeline.report.stats import band  # noqa: E402
+from pipeline.report.stats import complete_band  # noqa: E402
+from pipeline.report.survival import FOLLOW_UP_COLUMN, censored_times, kaplan_meier  # noqa: E402
 
-BN_COLORS = {"off": "#7f7f7f", "pre": "#1f77b4", "post": "#d62728"}
+# Okabe-Ito colours; lightness also differs (black, light orange, mid blue), and so do dashes and markers.
+BN_STYLE = {
+    "off": {"color": "#000000", "linestyle": "-", "marker": "o"},
+    "pre": {"color": "#E69F00", "linestyle": "--", "marker": "s"},
+    "post": {"color": "#0072B2", "linestyle": "-.", "marker": "^"},
+}
+UNIT_LABEL = {"steps": "optimizer steps", "seconds": "training seconds"}
+DPI = 80
+SEED_LINE = {"linewidth": 0.7, "alpha": 0.45}
 
 
-def plot_validation_curves(
-    dataset: str, histories: dict[Cell, pd.DataFrame], targets: list[float], column: str = "val_accuracy"
-) -> bytes:
-    """One panel per activation x dropout; a line per BN placement (mean of seeds) with a min-max band."""
-    cells = [c for c in histories if c.dataset == dataset]
-    activations = sorted({c.activation for c in cells})
-    dropouts = sorted({c.dropout for c in cells})
-    fig, axes = plt.subplots(
-        len(activations), len(dropouts), figsize=(max(6.4, 4.2 * len(dropouts)), 3.2 * len(activations)),
-        squeeze=False, sharex=True, sharey=True, constrained_layout=True,
-    )  # fmt: skip
-    for row, activation in enumerate(activations):
-        for col, dropout in enumerate(dropouts):
-            ax = axes[row][col]
-            for bn, color in BN_COLORS.items():
-                runs = [
-                    h
-                    for c, h in histories.items()
-                    if (c.dataset, c.activation, c.dropout, c.bn) == (dataset, activation, dropout, bn)
-                ]
-                if not runs:
-                    continue
-                curve = band(runs, column)
-                ax.plot(curve["epoch"], curve["mean"], color=color, label=f"bn {bn} (n={len(runs)})")
-                ax.fill_between(curve["epoch"], curve["low"], curve["high"], color=color, alpha=0.2, linewidth=0)
-            for target in targets:
-                ax.axhline(target, color="black", linewidth=0.6, linestyle=":")
-            ax.set_title(f"{activation}, dropout {dropout:g}", fontsize=10)
-            ax.grid(alpha=0.3)
-            if row == len(activations) - 1:
-                ax.set_xlabel("epoch")
-            if col == 0:
-                ax.set_ylabel(column.replace("_", " "))
-    axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(dataset, fontsize=11)
+def _png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})  # no version stamp: same bytes
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _bn_order(values) -> list[str]:
+    present = set(values)
+    return [bn for bn in BN_STYLE if bn in present]
+
+
+def _condition_key(cell: Cell) -> tuple:
+    return (cell.activation, cell.dropout)
+
+
+def _condition_label(key: tuple) -> str:
+    activation, dropout = key
+    return f"{activation}, dropout {dropout:g}"
+
+
+def plot_curves(
+    dataset: str,
+    histories: dict[Cell, pd.DataFrame],
+    targets: list[float],
+    diverged: frozenset[Cell] = frozenset(),
+    column: str = "val_accuracy",
+) -> bytes:
+    """Rows: activation x dropout; columns: against optimizer steps, against training seconds.
+
+    Per BN placement: a thin line per seed, the mean over seeds (thick, only where every
+    seed has a value: no mean over the survivors of a divergence) and a band from the
+    lowest to the highest seed; x marks the last evaluation of a seed that diverged.
+    Against seconds, the mean and band sit at the seeds' mean time of each evaluation.
+    """
+    cells = [c for c in histories if c.dataset == dataset]
+    conditions = sorted({_condition_key(c) for c in cells})
+    fig, axes = plt.subplots(
+        len(conditions), 2, figsize=(15, 3.0 * len(conditions) + 0.6), squeeze=False, sharey=True,
+        constrained_layout=True,
+    )  # fmt: skip
+    placements = _bn_order(c.bn for c in cells)
+    for (row, condition), bn in itertools.product(enumerate(conditions), placements):
+        style = BN_STYLE[bn]
+        mine = sorted((c for c in cells if _condition_key(c) == condition and c.bn == bn), key=lambda c: c.seed)
+        if not mine:
+            continue
+        curve = complete_band([histories[c] for c in mine], column)
+        for col, x_column in enumerate(("step", "seconds")):
+            ax = axes[row][col]
+            for cell in mine:
+                run = histories[cell]
+                ax.plot(run[x_column], run[column], color=style["color"], linestyle="-", **SEED_LINE)
+                if cell in diverged and run[column].notna().any():
+                    last = run[column].last_valid_index()
+                    ax.plot(
+                        run.loc[last, x_column], run.loc[last, column], marker="x", color=style["color"], markersize=8
+                    )
+            x = curve[x_column].to_numpy()
+            ax.fill_between(x, curve["low"], curve["high"], color=style["color"], alpha=0.15, linewidth=0)
+            ax.plot(
+                x, curve["mean"], color=style["color"], linestyle=style["linestyle"], marker=style["marker"],
+                markersize=4, markevery=max(1, len(x) // 8), linewidth=2, label=f"BN {bn} (n = {len(mine)})",
+            )  # fmt: skip
+    for row, condition in enumerate(conditions):
+        for col in (0, 1):
+            ax = axes[row][col]
+            for target in targets:
+                ax.axhline(target, color="#555555", linewidth=0.7, linestyle=":")
+            ax.set_title(f"{_condition_label(condition)}: against {('steps', 'seconds')[col]}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.set_xlabel(UNIT_LABEL[("steps", "seconds")[col]])
+        axes[row][0].set_ylabel(column.replace("val_", "validation ").replace("_", " "))
+    axes[0][0].legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], unit: str) -> bytes:
+    """Kaplan-Meier: the fraction of seeds that reached each target by a step (or second).
+
+    Rows: targets; columns: activation x dropout; a line per BN placement, + where a
+    seed stopped without reaching the target (censored).
+    """
+    runs = results[results["dataset"] == dataset]
+    conditions = sorted(set(zip(runs["activation"], runs["dropout"], strict=True)))
+    fig, axes = plt.subplots(
+        len(targets), len(conditions), figsize=(max(5.0, 3.0 * len(conditions)), 2.3 * len(targets) + 0.6),
+        squeeze=False, sharex=True, sharey=True, constrained_layout=True,
+    )  # fmt: skip
+    for (row, (key, label)), (col, condition) in itertools.product(enumerate(targets.items()), enumerate(conditions)):
+        ax = axes[row][col]
+        mine = runs[(runs["activation"] == condition[0]) & (runs["dropout"] == condition[1])]
+        for bn in _bn_order(mine["bn"]):
+            data = censored_times(mine[mine["bn"] == bn], key, unit)
+            curve = kaplan_meier(data)
+            style = BN_STYLE[bn]
+            end = float(mine.loc[mine["bn"] == bn, FOLLOW_UP_COLUMN[unit]].max())  # the curve is known until here
+            x = np.concatenate([[0.0], curve.times, [end]])
+            y = np.concatenate([[0.0], curve.reached_fraction, curve.reached_fraction[-1:]])
+            ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"], linewidth=1.8,
+                    label=f"BN {bn}: {data.hits}/{data.runs} reached")  # fmt: skip
+            levels = y[np.searchsorted(x, curve.censored_at, side="right") - 1]  # the step's height there
+            ax.plot(curve.censored_at, levels, linestyle="none", marker="+", markersize=9, color=style["color"])
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{_condition_label(condition)}; target {label}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        if row == len(targets) - 1:
+            ax.set_xlabel(UNIT_LABEL[unit])
+        if col == 0:
+            ax.set_ylabel("fraction of seeds\nthat reached the target")
+    return _png(fig)
+
+
+def plot_accuracy_heatmap(results: pd.DataFrame, metric: str = "test_accuracy") -> bytes:
+    """Mean `metric` over seeds for every configuration: rows activation x BN, columns dataset x dropout."""
+    rows = sorted({(a, b) for a, b in zip(results["activation"], results["bn"], strict=True)},
+                  key=lambda k: (k[0], list(BN_STYLE).index(k[1])))  # fmt: skip
+    cols = sorted(set(zip(results["dataset"], results["dropout"], strict=True)))
+    grid = np.full((len(rows), len(cols)), np.nan)
+    notes = [["" for _ in cols] for _ in rows]
+    for (i, (activation, bn)), (j, (dataset, dropout)) in itertools.product(enumerate(rows), enumerate(cols)):
+        runs = results[
+            (results["activation"] == activation) & (results["bn"] == bn)
+            & (results["dataset"] == dataset) & (results["dropout"] == dropout)
+        ]  # fmt: skip
+        values = pd.to_numeric(runs[metric], errors="coerce").dropna()
+        if len(values):
+            grid[i, j] = values.mean()
+        missing = len(runs) - len(values)
+        notes[i][j] = f"n = {len(values)}" + (f"\n{missing} without value" if missing else "")
+    fig, ax = plt.subplots(figsize=(1.9 * len(cols) + 2.6, 0.55 * len(rows) + 1.3), constrained_layout=True)
+    image = ax.imshow(grid, cmap="cividis", vmin=0, vmax=1, aspect="auto")
+    for i, j in itertools.product(range(len(rows)), range(len(cols))):
+        value = grid[i, j]
+        text = "–" if np.isnan(value) else f"{value:.3f}"
+        ax.text(j, i, f"{text}  {notes[i][j]}", ha="center", va="center", fontsize=8,
+                color="black" if not np.isnan(value) and value > 0.6 else "white")  # fmt: skip
+    ax.set_xticks(range(len(cols)), [f"{d}\ndropout {p:g}" for d, p in cols], fontsize=8)
+    ax.set_yticks(range(len(rows)), [f"{a}, BN {b}" for a, b in rows], fontsize=8)
+    fig.colorbar(image, ax=ax, label=metric.replace("_", " ") + " (mean over seeds)")
+    return _png(fig)
+
+
+def performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]], unit: str) -> dict[str, np.ndarray]:
+    """Per BN placement, each problem's time to target divided by the fastest placement's (inf: a miss).
+
+    A problem is one dataset, activation, dropout, target and seed: the placements
+    compared on it share their seed, so their data order.
+    """
+    placements = _bn_order(results["bn"])
+    ratios: dict[str, list[float]] = {bn: [] for bn in placements}
+    others = ["dataset", "activation", "dropout", "seed"]
+    for _, problem in results.groupby(others, sort=True):
+        by_bn = problem.set_index("bn")
+        for key in targets[problem["dataset"].iloc[0]]:
+            times = {
+                bn: (float(by_bn.loc[bn, f"{unit}_to_{key}"]) if bool(by_bn.loc[bn, f"reached_{key}"]) else np.inf)
+                for bn in placements
+                if bn in by_bn.index
+            }
+            best = min(times.values())
+            for bn, time in times.items():
+                ratios[bn].append(time / best if np.isfinite(best) and best > 0 else np.inf)
+    return {bn: np.asarray(values) for bn, values in ratios.items()}
+
+
+def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]]) -> bytes:
+    """Dolan-Moré profiles: the fraction of problems on which a BN placement is within tau of the fastest."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, constrained_layout=True)
+    for ax, unit in zip(axes, ("steps", "seconds"), strict=True):
+        ratios = performance_profiles(results, targets, unit)
+        finite = np.concatenate([r[np.isfinite(r)] for r in ratios.values()])
+        top = max(2.0, float(finite.max()) * 1.1) if len(finite) else 2.0
+        taus = np.geomspace(1.0, top, 200)
+        for bn, r in ratios.items():
+            style = BN_STYLE[bn]
+            fraction = (r[None, :] <= taus[:, None]).mean(axis=1)
+            ax.step(taus, fraction, where="post", color=style["color"], linestyle=style["linestyle"], linewidth=2,
+                    label=f"BN {bn} ({len(r)} problems)")  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xlabel("τ (ratio to the fastest placement's time, log scale)")
+        ax.set_title(f"time to target in {UNIT_LABEL[unit]}", fontsize=10)
+    axes[0].set_ylabel("fraction of problems")
+    axes[0].legend(fontsize=8, loc="lower right")
+    return _png(fig)

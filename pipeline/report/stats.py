@@ -57,6 +57,17 @@ def band(histories: list[pd.DataFrame], column: str) -> pd.DataFrame:
     ).reset_index()
 
 
+def complete_band(histories: list[pd.DataFrame], column: str) -> pd.DataFrame:
+    """`band` restricted to the steps where every run has a value, with the runs' mean `seconds` there.
+
+    After a run diverges its accuracies are missing: a mean over the survivors would
+    show a curve no run followed, so the band stops where the first run stops.
+    """
+    curve = band(histories, column)
+    curve["seconds"] = band(histories, "seconds")["mean"]
+    return curve[curve["n"] == len(histories)].reset_index(drop=True)
+
+
 def fmt_ci(
     mean: float | None,
     low: float | None,

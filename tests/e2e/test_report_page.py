@@ -1,22 +1,33 @@
-"""The report as a person sees it: opened from disk in headless Chromium, offline."""
+"""The report as a person sees it: opened from disk in headless Chromium, offline, on a desktop and a phone.
+
+Screenshots of both widths are kept in $BNBENCH_SCREENSHOTS, by default
+<temp dir>/bnbench-report-screenshots (replaced by each run, not rotated away like
+pytest's own temporary folders); the test prints where (run with -s to see it).
+"""
 
 from __future__ import annotations
 
 import csv
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
+
+from pipeline.report.questions import QUESTIONS
 
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
+WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+FIRST_SCREEN_PX = 900
 
 
-@pytest.fixture(scope="module")
-def page(study, tmp_path_factory):
+@pytest.fixture(scope="module", params=list(WIDTHS))
+def page(request, study):
     if not CHROMIUM:
         if os.environ.get("CI"):
             pytest.fail("CI must test the page: install Debian's chromium (.ci/run does)")
@@ -24,47 +35,89 @@ def page(study, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     repo, _, _ = study
+    width, height = WIDTHS[request.param]
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+        context = browser.new_context(viewport={"width": width, "height": height}, offline=True)
         tab = context.new_page()
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.on("requestfailed", lambda r: errors.append(f"failed request {r.url}"))
         tab.goto((repo / "quick" / "reports" / "index.html").as_uri())
         tab.wait_for_load_state("load")
-        shot = tmp_path_factory.mktemp("screenshots") / "report.png"
-        tab.screenshot(path=str(shot), full_page=True)
-        yield tab, errors, shot
+        shots = Path(
+            os.environ.get("BNBENCH_SCREENSHOTS") or Path(tempfile.gettempdir()) / "bnbench-report-screenshots"
+        )
+        shots.mkdir(parents=True, exist_ok=True)
+        first, full = shots / f"report-{width}-first-screen.png", shots / f"report-{width}-full.png"
+        tab.screenshot(path=str(first))
+        tab.screenshot(path=str(full), full_page=True)
+        print(f"\nreport screenshots at {width} px: {first} and {full}")
+        yield request.param, tab, errors, full
         browser.close()
 
 
-def test_page_shows_the_study_and_every_dataset(page):
-    tab, _, _ = page
+def test_first_screen_answers_every_question(page):
+    kind, tab, _, _ = page
     assert tab.title() == "bnbench report: bnbench-quick"
-    headings = tab.locator("h2").all_inner_texts()
-    assert headings[:2] == ["cifar10", "fashion_mnist"] and "Environment and provenance" in headings
+    table = tab.locator("table.answers")
+    for question in QUESTIONS:
+        heading = table.locator(f"#q-{question.key} tr.question")
+        assert heading.inner_text().startswith(question.text)
+        if kind == "desktop":
+            box = heading.bounding_box()
+            assert box["y"] + box["height"] <= FIRST_SCREEN_PX, f"{question.key} is below the first screen"
+    # The shrunk quick study has BN off and post: the speed-up of post over off is answered on both datasets,
+    # with an interval, n and a verdict; what the study cannot answer says why.
+    answered = table.locator('tr:has(a[href="#bn-post-steps"]) td[data-label]')
+    assert answered.count() == 2
+    for cell in answered.all():
+        text = cell.inner_text()
+        assert "×" in text and "[" in text and "n = 2" in text
+        assert cell.locator(".verdict").inner_text() == "inconclusive"  # n = 2 is below the rule's minimum
+    assert "no runs with BN before the activation" in table.inner_text()
     assert tab.get_by_text("Not the published datasets.").is_visible()
 
 
-def test_figures_load_and_tables_are_filled(page, study):
-    tab, _, _ = page
-    sizes = tab.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(sizes) == 2 and all(done and w > 300 and h > 200 for done, w, h in sizes)
+def test_every_image_is_decoded(page):
+    _, tab, _, _ = page
+    images = tab.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert len(images) == 2 * 3 + 2  # per dataset: curves, two survival figures; then heatmap, profiles
+    assert all(done and width > 300 and height > 150 for done, width, height in images)
+
+
+def test_no_horizontal_overflow(page):
+    kind, tab, _, _ = page
+    page_width, viewport = tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert page_width <= viewport, f"{kind}: the page is {page_width} px wide in a {viewport} px window"
+
+
+def test_every_run_is_in_a_collapsed_table(page):
+    _, tab, _, _ = page
+    runs = tab.locator("details#runs")
+    assert runs.get_attribute("open") is None and runs.locator("tbody tr").count() == 8
+    runs.locator("summary").click()
+    assert runs.locator("tbody tr").first.is_visible()
+
+
+def test_every_run_shows_its_own_numbers(page, study):
+    _, tab, _, _ = page
     repo, _, _ = study
     with (repo / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8
-    for row in rows:  # each run has one row, showing its own test accuracy
+    runs = tab.locator("details#runs")
+    runs.evaluate("details => { details.open = true; }")  # after the collapsed-table test, whatever it left
+    for row in rows:  # one row per run, showing its own test accuracy
         name = f"{row['dataset']}-{row['activation']}-{row['bn']}-{float(row['dropout'])}-{row['seed']}"
-        shown = tab.locator("tr", has=tab.locator("td", has_text=name))
+        shown = runs.locator("tr", has=tab.locator("td", has_text=name))
         assert shown.count() == 1, name
         cells = shown.locator("td").all_inner_texts()
         assert cells[0] == name and f"{float(row['test_accuracy']):.3f}" in cells
 
 
-def test_no_console_errors_and_a_screenshot(page):
-    _, errors, shot = page
+def test_no_console_errors_and_screenshots_kept(page):
+    _, _, errors, full = page
     assert errors == []
-    assert shot.stat().st_size > 20_000
+    assert full.stat().st_size > 20_000

@@ -1,0 +1,181 @@
+"""The page's tables and wording: numbers from the results, formatted once, here.
+
+Reads the per-run results and the answered findings; returns plain dicts and
+strings for the template. Every sentence about an effect is built from its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pipeline.cells import Cell
+from pipeline.report.effects import INCONCLUSIVE, REFUTED, SUPPORTED, Effect, Interval
+from pipeline.report.findings import Answer, Finding
+from pipeline.report.questions import TimeToTarget, describe
+from pipeline.report.stats import GROUP, fmt_ci, mean_ci
+from pipeline.report.survival import Median, censored_times, median_time, reach_rate, restricted_mean
+
+
+def number(value: object, digits: int = 3) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _effect_number(value: float, ratio: bool) -> str:
+    return f"{value:.2f}×" if ratio else f"{value:+.3f}"
+
+
+def interval_text(interval: Interval | None, ratio: bool) -> str:
+    if interval is None:
+        return "no interval"
+    if ratio:
+        return f"[{interval.low:.2f}, {interval.high:.2f}]"
+    return f"[{interval.low:+.3f}, {interval.high:+.3f}]"
+
+
+def effect_text(effect: Effect) -> str:
+    return _effect_number(effect.estimate, effect.ratio)
+
+
+def effect_sentence(finding: Finding, effect: Effect) -> str:
+    """What the estimate says, in words, e.g. "no BN needed 2.31× the optimizer steps of BN after the activation"."""
+    claim = finding.claim
+    treatment = describe(claim.axis, finding.treatment)
+    reference = describe(claim.axis, claim.reference)
+    quantity = claim.quantity
+    if isinstance(quantity, TimeToTarget):
+        unit = "optimizer steps" if quantity.unit == "steps" else "training seconds"
+        if math.isclose(effect.estimate, 1.0):
+            return f"{treatment} and {reference} needed the same {unit} (restricted means)"
+        slow, fast, factor = (
+            (reference, treatment, effect.estimate)
+            if effect.estimate > 1
+            else (treatment, reference, 1 / effect.estimate)
+        )
+        return f"{slow} needed {factor:.2f}× the {unit} of {fast} (restricted means)"
+    if effect.estimate == 0:
+        return f"{treatment} and {reference} ended level in {quantity.label}"
+    direction = "higher" if effect.estimate > 0 else "lower"
+    return f"{treatment} ended {abs(effect.estimate):.3f} {direction} in {quantity.label} than {reference}"
+
+
+def condition_headers(finding: Finding) -> dict[str, str]:
+    """Column headers of a finding's per-condition table, naming its two configurations and units."""
+    claim = finding.claim
+    quantity = claim.quantity
+    if isinstance(quantity, TimeToTarget):
+        unit = "steps" if quantity.unit == "steps" else "seconds"
+        what, horizon = f"restricted mean {unit} (reached)", f"horizon ({unit})"
+    else:
+        what, horizon = f"mean {quantity.label}", ""
+    return {
+        "treatment": f"{describe(claim.axis, finding.treatment)}: {what}",
+        "reference": f"{describe(claim.axis, claim.reference)}: {what}",
+        "horizon": horizon,
+    }
+
+
+def pooled_over_text(answer: Answer) -> str:
+    """ "activation relu, sigmoid × target 0.3, 0.4": what an answer pools over, with the values."""
+    return " × ".join(f"{axis} {', '.join(values)}" for axis, values in answer.pooled_over)
+
+
+def conditions_text(answer: Answer) -> str:
+    """ "4 conditions (activation × target): 3 supported, 1 inconclusive"; "" for a single condition."""
+    if len(answer.conditions) < 2:
+        return ""
+    counts = answer.verdict_counts()
+    axes = " × ".join(axis for axis, _ in answer.pooled_over)
+    tally = ", ".join(f"{counts[v]} {v}" for v in (SUPPORTED, REFUTED, INCONCLUSIVE) if v in counts)
+    return f"{len(answer.conditions)} conditions ({axes}): {tally}"
+
+
+def _median_text(median: Median, digits: int) -> str:
+    if median.value is None:
+        return f"not reached (> {median.followed:.{digits}f})"
+    low = "–" if median.low is None else f"{median.low:.{digits}f}"
+    high = "–" if median.high is None else f"{median.high:.{digits}f}"
+    return f"{median.value:.{digits}f} [{low}, {high}]"
+
+
+def configuration_rows(results: pd.DataFrame, target_keys: list[str], confidence: float) -> list[dict[str, object]]:
+    """One row per configuration of a dataset: time to each target (censored) and accuracy."""
+    rows = []
+    for keys, group in results.groupby(GROUP, sort=False):
+        row = dict(zip(GROUP, keys, strict=True))
+        budget = float(group["budget_steps"].max())
+        targets = []
+        for key in target_keys:
+            steps = censored_times(group, key, "steps")
+            seconds = censored_times(group, key, "seconds")
+            rate = reach_rate(steps, confidence)
+            targets.append(
+                {
+                    "reached": f"{rate.successes}/{rate.trials}",
+                    "missed": rate.successes < rate.trials,
+                    "wilson": f"[{rate.low:.2f}, {rate.high:.2f}]",
+                    "median_steps": _median_text(median_time(steps, confidence), 0),
+                    "restricted_steps": f"{float(restricted_mean(steps.times, steps.reached, budget)):.0f}",
+                    "median_seconds": _median_text(median_time(seconds, confidence), 1),
+                }
+            )
+        test = mean_ci(pd.to_numeric(group["test_accuracy"], errors="coerce"), confidence)
+        throughput = mean_ci(pd.to_numeric(group["throughput_images_per_s"], errors="coerce"), confidence)
+        rows.append(
+            {
+                "activation": row["activation"],
+                "bn": row["bn"],
+                "dropout": f"{row['dropout']:g}",
+                "seeds": len(group),
+                "diverged": int((group["outcome"] == "diverged").sum()),
+                "budget": f"{budget:.0f}",
+                "targets": targets,
+                "test": fmt_ci(test["mean"], test["ci_low"], test["ci_high"], 3, (0, 1)),
+                "test_n": test["n"],
+                "throughput": number(throughput["mean"], 0),
+            }
+        )
+    return rows
+
+
+def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str]) -> list[dict[str, object]]:
+    """One row per run, in matrix order; a miss shows where it was censored."""
+    rows = []
+    for _, run in results.iterrows():
+        cell = Cell(run["dataset"], run["activation"], run["bn"], float(run["dropout"]), int(run["seed"]))
+        targets = []
+        for key in target_keys:
+            if bool(run[f"reached_{key}"]):
+                targets.append(
+                    {
+                        "steps": f"{int(run[f'steps_to_{key}'])}",
+                        "seconds": number(run[f"seconds_to_{key}"], 1),
+                        "miss": False,
+                    }
+                )
+            else:
+                # censored where the run stopped: the budget, or where it diverged
+                targets.append(
+                    {
+                        "steps": f"miss (> {int(run['steps_trained'])})",
+                        "seconds": f"> {number(run['train_seconds'], 1)}",
+                        "miss": True,
+                    }
+                )
+        rows.append(
+            {
+                "name": cell.name,
+                "link": links.get(cell.name),
+                "outcome": run["outcome"],
+                "targets": targets,
+                "best_val": number(run.get("best_val_accuracy")),
+                "final_val": number(run.get("final_val_accuracy")),
+                "test": number(run.get("test_accuracy")),
+                "throughput": number(run.get("throughput_images_per_s"), 0),
+                "train_s": number(run.get("train_seconds"), 1),
+            }
+        )
+    return rows

@@ -1,0 +1,85 @@
+"""Cell outputs written by hand, with effects planted exactly, for the report's tests.
+
+A fabricated cell has the files a trained cell leaves (metrics.json, history.csv),
+with validation accuracy crossing each target at a chosen step, or never.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ruamel.yaml import YAML
+
+from pipeline.params import Params, parse_params
+from tests.conftest import REPO
+
+EVAL_EVERY = 1  # optimizer steps between validation passes: every step, so any step can be planted
+BUDGET = 100  # optimizer steps per run
+
+
+def study_params(tmp_path: Path, **matrix: list) -> Params:
+    """The shipped params.yaml with its matrix replaced by `matrix` (unnamed axes keep one value)."""
+    raw = YAML(typ="safe", pure=True).load((REPO / "params.yaml").read_text())
+    raw["matrix"] = {"dataset": ["cifar10"], "activation": ["relu"], "bn": ["off"], "dropout": [0.0], "seed": [0]}
+    raw["matrix"].update(matrix)
+    raw["targets"]["cifar10"] = [0.5, 0.6, 0.7]
+    return parse_params(raw, tmp_path / "params.yaml")
+
+
+def write_cell(
+    cells_dir: Path,
+    *,
+    dataset: str = "cifar10",
+    activation: str = "relu",
+    bn: str = "off",
+    dropout: float = 0.0,
+    seed: int = 0,
+    crossings: dict[float, int | None],
+    seconds_per_step: float = 0.1,
+    test_accuracy: float | None = 0.7,
+    diverged_at: int | None = None,
+) -> Path:
+    """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
+
+    A diverged cell stops at `diverged_at`, with no accuracy after it and no test accuracy.
+    """
+    folder = cells_dir / f"{dataset}-{activation}-{bn}-{dropout}-{seed}"
+    folder.mkdir(parents=True)
+    trained = diverged_at if diverged_at is not None else BUDGET
+    steps = np.arange(0, trained + 1, EVAL_EVERY)
+    # Accuracy rises through each planted (step, target) point; a missed target stays out of reach.
+    points = sorted((step, target) for target, step in crossings.items() if step is not None)
+    missed = [target for target, step in crossings.items() if step is None]
+    ceiling = min(missed) - 0.05 if missed else max(crossings) + 0.05
+    xs = [0] + [s for s, _ in points] + [max([BUDGET] + [s for s, _ in points])]
+    ys = [0.1] + [t for _, t in points] + [ceiling]
+    accuracy = np.interp(steps, xs, ys)
+    if missed:
+        accuracy = np.minimum(accuracy, ceiling)
+    history = pd.DataFrame(
+        {
+            "step": steps,
+            "epoch": steps / 50,
+            "seconds": steps * seconds_per_step,
+            "train_loss": 1.0,
+            "train_accuracy": accuracy,
+            "val_loss": 2.0 - accuracy,
+            "val_accuracy": accuracy,
+        }
+    )
+    history.to_csv(folder / "history.csv", index=False)
+    summary = {
+        "dataset": dataset, "activation": activation, "bn": bn, "dropout": dropout, "seed": seed,
+        "outcome": "diverged" if diverged_at is not None else "completed", "diverged_at_step": diverged_at,
+        "steps_per_epoch": 50, "budget_steps": BUDGET, "steps_trained": trained,
+        "train_seconds": trained * seconds_per_step, "throughput_images_per_s": 320.0 / seconds_per_step,
+        "throughput_warmup_steps": 10, "best_val_accuracy": float(accuracy.max()),
+        "final_val_accuracy": None if diverged_at is not None else float(accuracy[-1]), "final_val_loss": 1.0,
+        "val_auc": 0.5, "test_accuracy": None if diverged_at is not None else test_accuracy, "test_loss": 1.0,
+        "data_digest": f"digest-{dataset}", "published_data": True, "device": "cpu", "git_commit": "abc",
+    }  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(summary))
+    return folder

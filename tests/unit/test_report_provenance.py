@@ -1,0 +1,138 @@
+"""Where a report came from: the dvc.lock digest, links to MLflow runs, the tidy table."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from ruamel.yaml import YAML
+
+from pipeline.report.build import build_report
+from pipeline.report.lockfile import lock_digest
+from pipeline.report.mlflow_links import RunLinks, run_links
+from tests.fabricated_cells import study_params, write_cell
+
+LOCK = {
+    "schema": "2.0",
+    "stages": {
+        "train@cifar10-relu-off-0.0-0": {"cmd": "python -m pipeline.train", "outs": [{"path": "x", "md5": "aa"}]},
+        "report": {"cmd": "python -m pipeline.report", "outs": [{"path": "reports/index.html", "md5": "bb"}]},
+    },
+}
+
+
+def _write_lock(path, lock):
+    YAML(typ="safe", pure=True).dump(lock, path)
+    return path
+
+
+def test_lock_digest_covers_every_stage_but_the_report(tmp_path):
+    digest = lock_digest(_write_lock(tmp_path / "dvc.lock", LOCK))
+    upstream = {"schema": "2.0", "stages": {k: v for k, v in LOCK["stages"].items() if k != "report"}}
+    by_hand = hashlib.sha256(json.dumps(upstream, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert digest.sha256 == by_hand and digest.stages == 1
+    # The report's own entry (last run's, or none on the first run) does not change it ...
+    first_run = {"schema": "2.0", "stages": {k: v for k, v in LOCK["stages"].items() if k != "report"}}
+    assert lock_digest(_write_lock(tmp_path / "first.lock", first_run)).sha256 == digest.sha256
+    # ... an upstream change does.
+    changed = json.loads(json.dumps(LOCK))
+    changed["stages"]["train@cifar10-relu-off-0.0-0"]["outs"][0]["md5"] = "cc"
+    assert lock_digest(_write_lock(tmp_path / "changed.lock", changed)).sha256 != digest.sha256
+
+
+def test_no_lock_file_is_said_plainly(tmp_path):
+    digest = lock_digest(tmp_path / "dvc.lock")
+    assert digest.sha256 is None and "outside `dvc repro`" in digest.note
+    assert lock_digest(None).sha256 is None
+
+
+def _study(tmp_path):
+    params = study_params(tmp_path, bn=["off", "post"], seed=[0, 1])
+    cells = tmp_path / "cells"
+    for bn in ("off", "post"):
+        for seed in (0, 1):
+            write_cell(cells, bn=bn, seed=seed, crossings={0.5: 30, 0.6: 50, 0.7: None})
+    return params, cells
+
+
+def test_page_shows_the_lock_digest_and_results_are_one_row_per_run(tmp_path):
+    params, cells = _study(tmp_path)
+    lock = _write_lock(tmp_path / "dvc.lock", LOCK)
+    html, results, _ = build_report(params, cells, lock_path=lock, links=RunLinks())
+    assert lock_digest(lock).sha256 in html
+    assert len(results) == 4 and not results.duplicated(["dataset", "activation", "bn", "dropout", "seed"]).any()
+    assert list(results.columns[:8]) == [
+        "dataset", "activation", "bn", "dropout", "seed", "architecture", "optimizer", "learning_rate",
+    ]  # fmt: skip
+    assert set(results["architecture"]) == {params.train.architecture}
+    assert '<details id="runs">' in html and "cifar10-relu-post-0.0-1" in html
+
+
+def test_without_a_tracking_server_there_are_no_links(tmp_path, monkeypatch):
+    params, _ = _study(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert run_links(params, ["cifar10-relu-off-0.0-0"]) == RunLinks()
+
+
+def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypatch):
+    params, cells = _study(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    html, _, _ = build_report(params, cells)
+    assert f"The MLflow server at http://127.0.0.1:{port} did not answer" in html and "#/experiments/" not in html
+
+
+@pytest.mark.e2e
+def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import study_key
+
+    params, cells = _study(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+    )  # fmt: skip
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        client = MlflowClient(uri)
+        experiment = client.create_experiment(params.study.name)
+        tags = {"bnbench.role": "cell", "bnbench.study_key": study_key(params)}
+        mine = client.create_run(experiment, tags={**tags, "bnbench.cell": "cifar10-relu-off-0.0-0"})
+        client.set_terminated(mine.info.run_id)
+        other_study = client.create_run(experiment, tags={**tags, "bnbench.study_key": "else", "bnbench.cell": "x"})
+        client.set_terminated(other_study.info.run_id)
+        links = run_links(params, ["cifar10-relu-off-0.0-0", "cifar10-relu-off-0.0-1"], uri=uri)
+        assert links.by_cell == {"cifar10-relu-off-0.0-0": f"{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"}
+        html, _, _ = build_report(params, cells, links=links)
+        assert f'href="{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"' in html
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_same_runs_same_page(tmp_path):
+    params, cells = _study(tmp_path)
+    lock = _write_lock(tmp_path / "dvc.lock", LOCK)
+    first_html, first_results, first_metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
+    html, results, metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
+    assert html == first_html and results.equals(first_results) and metrics == first_metrics
