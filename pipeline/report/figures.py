@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.cells import Cell  # noqa: E402
 from pipeline.report.stats import complete_band  # noqa: E402
-from pipeline.report.survival import FOLLOW_UP_COLUMN, censored_times, kaplan_meier  # noqa: E402
+from pipeline.report.survival import censored_times, follow_up, kaplan_meier  # noqa: E402
 
 # Okabe-Ito colours; lightness also differs (black, light orange, mid blue), and so do dashes and markers.
 BN_STYLE = {
@@ -130,7 +130,7 @@ def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], 
             data = censored_times(mine[mine["bn"] == bn], key, unit)
             curve = kaplan_meier(data)
             style = BN_STYLE[bn]
-            end = float(mine.loc[mine["bn"] == bn, FOLLOW_UP_COLUMN[unit]].max())  # the curve is known until here
+            end = float(follow_up(mine[mine["bn"] == bn], unit).max())  # the curve is known until here
             x = np.concatenate([[0.0], curve.times, [end]])
             y = np.concatenate([[0.0], curve.reached_fraction, curve.reached_fraction[-1:]])
             ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"], linewidth=1.8,

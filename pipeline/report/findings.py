@@ -31,7 +31,7 @@ from pipeline.report.questions import (
     TimeToTarget,
     describe,
 )
-from pipeline.report.survival import FOLLOW_UP_COLUMN, CensoredTimes, censored_times, restricted_mean
+from pipeline.report.survival import CensoredTimes, censored_times, follow_up, restricted_mean
 
 SEED_AXIS = "seed"
 
@@ -128,7 +128,7 @@ class _TimePair:
 
 
 def _time_pair(treatment: pd.DataFrame, reference: pd.DataFrame, key: str, unit: str) -> _TimePair:
-    horizon = min(treatment[FOLLOW_UP_COLUMN[unit]].max(), reference[FOLLOW_UP_COLUMN[unit]].max())
+    horizon = min(follow_up(treatment, unit).max(), follow_up(reference, unit).max())
     return _TimePair(censored_times(treatment, key, unit), censored_times(reference, key, unit), float(horizon))
 
 

@@ -2,7 +2,10 @@
 
 A run that reached the target contributes the steps (or seconds) at its first
 validation pass at or above it: an event. A run that missed it is right-censored
-at what it actually trained (the budget, or the step where it diverged). No miss is
+where its budget ended: it is known not to have reached the target within it. A run
+that diverged never reaches the target, so it too is censored at the end of its
+budget (in seconds: at its own pace, extrapolated to the budget), not where it
+stopped, which would treat it as if it might still have got there. No miss is
 dropped, and none is counted as if it had reached the target at the budget.
 
 - Kaplan-Meier curves, their pointwise intervals and medians: `scipy.stats.ecdf` on
@@ -45,12 +48,33 @@ class CensoredTimes:
         return int(self.reached.sum())
 
 
+def _numbers(runs: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float)
+
+
+def follow_up(runs: pd.DataFrame, unit: str) -> np.ndarray:
+    """How long each run was followed without reaching a target: to the end of its budget.
+
+    For a diverged run, which stopped early and can never reach the target, that is
+    the budget in steps, and in seconds its training time scaled to the budget.
+    """
+    followed = _numbers(runs, FOLLOW_UP_COLUMN[unit])
+    if "outcome" not in runs:
+        return followed
+    diverged = (runs["outcome"] == "diverged").to_numpy()
+    trained, budget = _numbers(runs, "steps_trained"), _numbers(runs, "budget_steps")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_budget = followed * budget / trained if unit == "seconds" else budget
+    # Diverged before its first step: no pace to extrapolate; followed as long as the longest run here.
+    to_budget = np.where(np.isfinite(to_budget) & (trained > 0), to_budget, np.nanmax(followed))
+    return np.where(diverged, to_budget, followed)
+
+
 def censored_times(runs: pd.DataFrame, key: str, unit: str) -> CensoredTimes:
     """Times to the target `key` (e.g. "acc50") in `unit` for the runs in `runs`, misses censored."""
     reached = runs[f"reached_{key}"].astype(bool).to_numpy()
-    hit = pd.to_numeric(runs[TIME_COLUMN[unit].format(key=key)], errors="coerce").to_numpy(dtype=float)
-    followed = pd.to_numeric(runs[FOLLOW_UP_COLUMN[unit]], errors="coerce").to_numpy(dtype=float)
-    return CensoredTimes(times=np.where(reached, hit, followed), reached=reached)
+    hit = _numbers(runs, TIME_COLUMN[unit].format(key=key))
+    return CensoredTimes(times=np.where(reached, hit, follow_up(runs, unit)), reached=reached)
 
 
 def _ecdf(data: CensoredTimes):

@@ -156,8 +156,11 @@ def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str
                         "miss": False,
                     }
                 )
-            else:
-                # censored where the run stopped: the budget, or where it diverged
+            elif run["outcome"] == "diverged":  # stopped early, and never reaches it
+                targets.append(
+                    {"steps": f"never (diverged at {int(run['steps_trained'])})", "seconds": "", "miss": True}
+                )
+            else:  # censored where its budget ended
                 targets.append(
                     {
                         "steps": f"miss (> {int(run['steps_trained'])})",

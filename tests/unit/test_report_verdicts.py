@@ -183,3 +183,16 @@ def test_what_a_study_cannot_answer_is_named_from_its_matrix(tmp_path):
     assert (
         "Not answerable here (no runs with BN before the activation; this study&#39;s bn values are off, post)" in html
     )
+
+
+def test_runs_that_diverge_early_never_reach_the_target_and_count_as_slower(tmp_path):
+    # BN post diverges at step 5 in every seed, before any target; BN off reaches every target.
+    # Censored where it stopped, post would look as fast as off up to step 5; it never gets there.
+    params = study_params(tmp_path, activation=["sigmoid"], bn=["off", "post"], seed=SEEDS)
+    cells = tmp_path / "cells"
+    for s in SEEDS:
+        _plant(cells, "off", s, _shift(SLOW, JITTER[s]), TEST_ACCURACY[s])
+        _plant(cells, "post", s, (None, None, None), None, diverged_at=5)
+    speedup = _answers(params, cells)["bn-post-steps"].answers[0]
+    assert speedup.effect.verdict == "refuted" and speedup.effect.estimate < 1
+    assert all(c.horizon == 100 for c in speedup.conditions)  # followed to the budget, not to step 5

@@ -78,7 +78,7 @@ def test_without_early_censoring_the_restricted_mean_caps_each_time_at_the_horiz
 
 
 def test_a_run_censored_early_is_not_counted_as_the_budget():
-    # Reached at 20 and 60; one run diverged at step 30. Kaplan-Meier: 1 until 20, 2/3 until 60, then 0.
+    # Reached at 20 and 60; one run followed only to step 30. Kaplan-Meier: 1 until 20, 2/3 until 60, then 0.
     assert restricted_mean([20, 30, 60], [True, False, True], 100.0) == pytest.approx(20 + 40 * 2 / 3)
     # Had it been counted as followed to the budget (censored at 100), the area would be 60.
     assert restricted_mean([20, 100, 60], [True, False, True], 100.0) == pytest.approx(60.0)
@@ -136,16 +136,20 @@ def test_reach_rate_is_the_wilson_interval():
     assert (rate.low, rate.high) == pytest.approx((centre - half, centre + half))
 
 
-def test_a_miss_is_censored_where_the_run_stopped():
+def test_a_miss_is_censored_where_its_budget_ended_and_a_divergence_never_reaches():
     runs = pd.DataFrame(
         {
             "reached_acc50": [True, False, False],
             "steps_to_acc50": [40, None, None],
             "seconds_to_acc50": [4.0, None, None],
+            "outcome": ["completed", "completed", "diverged"],
             "steps_trained": [100, 100, 30],  # the last run diverged at step 30
+            "budget_steps": [100, 100, 100],
             "train_seconds": [10.0, 11.0, 3.5],
         }
     )
     steps = censored_times(runs, "acc50", "steps")
-    assert steps.times.tolist() == [40, 100, 30] and steps.reached.tolist() == [True, False, False]
-    assert censored_times(runs, "acc50", "seconds").times.tolist() == [4.0, 11.0, 3.5]
+    # the diverged run would not have reached it by the budget either: censored at 100, not at 30
+    assert steps.times.tolist() == [40, 100, 100] and steps.reached.tolist() == [True, False, False]
+    # in seconds, at its own pace over the whole budget: 3.5 s for 30 steps -> 100 steps
+    assert censored_times(runs, "acc50", "seconds").times.tolist() == pytest.approx([4.0, 11.0, 3.5 / 30 * 100])
