@@ -8,6 +8,7 @@ and the DVC metrics; writes nothing itself.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +67,8 @@ def _answer_view(finding, answer) -> dict[str, object]:
     view.update(
         headers=tables.condition_headers(finding),
         effect=tables.effect_text(effect),
-        interval=tables.interval_text(effect.interval, effect.ratio),
+        # no estimate (no run reached the target): nothing to bound either
+        interval=tables.interval_text(effect.interval, effect.ratio) if math.isfinite(effect.estimate) else "",
         method=effect.interval.method if effect.interval else "",
         check=tables.interval_text(effect.check, effect.ratio),
         seeds=effect.seeds,

@@ -17,12 +17,13 @@ answer says exactly what is missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from pipeline.report.effects import Effect, paired_effect
+from pipeline.report.effects import INCONCLUSIVE, Effect, paired_effect
 from pipeline.report.questions import (
     ANSWER_COLUMNS_AXIS,
     QUESTIONS,
@@ -138,7 +139,7 @@ NOTHING_REACHED = "no run of either configuration reached the target"
 def _speedup_effect(pairs: list[_TimePair], predicts: int, confidence: float) -> Effect:
     """Geometric mean over `pairs` of restricted mean (reference) / restricted mean (treatment).
 
-    Where no run reached any target the ratio is 1 by construction; the reason says so.
+    Where no run reached any target there is no estimate, and the reason says so.
     """
 
     def statistic(indices: np.ndarray) -> np.ndarray:
@@ -158,10 +159,10 @@ def _speedup_effect(pairs: list[_TimePair], predicts: int, confidence: float) ->
             ],
             axis=0,
         )
-    effect = paired_effect(statistic, per_seed, ratio=True, predicts=predicts, confidence=confidence)
     if not any(p.treatment.hits or p.reference.hits for p in pairs):
-        return replace(effect, reason=NOTHING_REACHED)
-    return effect
+        # Both never reached it: a ratio of 1 here would read as a measured null effect.
+        return Effect(math.nan, None, None, len(per_seed), True, INCONCLUSIVE, NOTHING_REACHED)
+    return paired_effect(statistic, per_seed, ratio=True, predicts=predicts, confidence=confidence)
 
 
 def _difference_effect(per_seed: np.ndarray, predicts: int, confidence: float) -> Effect:

@@ -37,7 +37,7 @@ def interval_text(interval: Interval | None, ratio: bool) -> str:
 
 
 def effect_text(effect: Effect) -> str:
-    return _effect_number(effect.estimate, effect.ratio)
+    return _effect_number(effect.estimate, effect.ratio) if math.isfinite(effect.estimate) else "no estimate"
 
 
 def effect_sentence(finding: Finding, effect: Effect) -> str:
@@ -48,6 +48,8 @@ def effect_sentence(finding: Finding, effect: Effect) -> str:
     quantity = claim.quantity
     if isinstance(quantity, TimeToTarget):
         unit = "optimizer steps" if quantity.unit == "steps" else "training seconds"
+        if not math.isfinite(effect.estimate):
+            return f"neither {treatment} nor {reference} reached the target within the budget"
         if math.isclose(effect.estimate, 1.0):
             return f"{treatment} and {reference} needed the same {unit} (restricted means)"
         slow, fast, factor = (

@@ -6,6 +6,7 @@ determined by construction, not by luck.
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -162,8 +163,11 @@ def test_when_no_run_reaches_a_target_the_answer_says_so(tmp_path):
         _plant(cells, "off", s, (None, None, None), 0.1)
         _plant(cells, "post", s, (None, None, None), 0.1)
     effect = _answers(params, cells)["bn-post-steps"].answers[0].effect
-    assert effect.estimate == 1.0 and effect.verdict == "inconclusive"
+    # no estimate, rather than a ratio of 1 that would read as a measured null effect
+    assert math.isnan(effect.estimate) and effect.interval is None and effect.verdict == "inconclusive"
     assert effect.reason == "no run of either configuration reached the target"
+    html, _, _ = build_report(params, cells, links=RunLinks())
+    assert "no estimate" in html and "neither BN after the activation nor no BN reached the target" in html
 
 
 def test_what_a_study_cannot_answer_is_named_from_its_matrix(tmp_path):
