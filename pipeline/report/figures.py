@@ -115,7 +115,7 @@ def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], 
     """Kaplan-Meier: the fraction of seeds that reached each target by a step (or second).
 
     Rows: targets; columns: activation x dropout; a line per BN placement, + where a
-    seed stopped without reaching the target (censored).
+    seed's budget ended without reaching the target (censored).
     """
     runs = results[results["dataset"] == dataset]
     conditions = sorted(set(zip(runs["activation"], runs["dropout"], strict=True)))

@@ -34,7 +34,7 @@ MEDIAN_BAND = "log-log"  # pointwise band of the curve that the median's interva
 
 @dataclass(frozen=True)
 class CensoredTimes:
-    """One time per run: when it reached the target, or when it stopped without reaching it."""
+    """One time per run: when it reached the target, or when its budget ended without reaching it."""
 
     times: np.ndarray  # float, in the unit the times were taken in
     reached: np.ndarray  # bool; False: right-censored at `times`
@@ -86,7 +86,7 @@ def _ecdf(data: CensoredTimes):
 class KaplanMeier:
     times: np.ndarray  # distinct observed times
     reached_fraction: np.ndarray  # estimated fraction of runs that reached the target by each time
-    censored_at: np.ndarray  # times at which runs stopped without reaching it (the "+" marks of a plot)
+    censored_at: np.ndarray  # times at which budgets ended without reaching it (the "+" marks of a plot)
 
 
 def kaplan_meier(data: CensoredTimes) -> KaplanMeier:
