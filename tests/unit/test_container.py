@@ -1,4 +1,7 @@
-"""The container is checked without a Docker engine: lint it, and resolve its install from uv.lock."""
+"""The container files, checked without a Docker engine: lint, the lock resolves both variants, compose's shape.
+
+tests/container builds and runs them for real.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ruamel.yaml import YAML
 
 from tests.conftest import REPO
@@ -20,22 +24,25 @@ def test_dockerfile_passes_hadolint():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_dockerfile_installs_the_gpu_route_from_the_lock_file():
+@pytest.mark.parametrize(("variant", "extra"), [("gpu", ["--extra", "gpu"]), ("cpu", [])])
+def test_both_image_variants_install_from_the_lock_file(variant, extra):
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "uv sync --frozen --no-dev --extra gpu" in dockerfile
-    assert "\nUSER " in dockerfile and "USER root" not in dockerfile
+    assert "uv sync --frozen --no-dev --no-install-project" in dockerfile
+    assert f"{variant}) set -- {' '.join(extra)}".rstrip() + " ;;" in dockerfile
+    assert "\nUSER 1000:1000\n" in dockerfile and "USER root" not in dockerfile
     uv = shutil.which("uv")
     assert uv, "uv runs the tests, so it is on PATH"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": "/nonexistent/venv"}
     done = subprocess.run(
-        [uv, "sync", "--frozen", "--no-dev", "--extra", "gpu", "--dry-run"],
+        [uv, "sync", "--frozen", "--no-dev", "--no-install-project", *extra, "--dry-run"],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert "nvidia-cudnn-cu12" in done.stderr and "tensorflow==2.21" in done.stderr
+    assert "tensorflow==2.21" in done.stderr and "mlflow==" in done.stderr and "pytest==" not in done.stderr
+    assert ("nvidia-cudnn-cu12" in done.stderr) == (variant == "gpu")
 
 
 def test_compose_publishes_mlflow_on_loopback_only():
