@@ -45,7 +45,22 @@ def test_both_image_variants_install_from_the_lock_file(variant, extra):
     assert ("nvidia-cudnn-cu12" in done.stderr) == (variant == "gpu")
 
 
-def test_compose_publishes_mlflow_on_loopback_only():
+def test_compose_runs_both_services_from_the_one_image_and_mlflow_on_loopback_only():
     compose = YAML(typ="safe", pure=True).load((REPO / "compose.yaml").read_text())
-    assert compose["services"]["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
-    assert compose["services"]["pipeline"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    assert mlflow["ports"] == ["127.0.0.1:${MLFLOW_PORT:-5000}:5000"]
+    assert "healthcheck" in mlflow and "user" not in mlflow  # the image's own non-root user
+    assert {s["image"] for s in services.values()} == {"bnbench:${BNBENCH_VARIANT:-gpu}"}
+    for name in ("pipeline", "pipeline-cpu"):
+        service = services[name]
+        assert service["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert service["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+        assert service["user"] == "${BNBENCH_UID:-1000}:${BNBENCH_GID:-1000}"
+        assert [v["target"] for v in service["volumes"]] == [
+            "/work",
+            "/home/bnbench/.cache/bnbench",
+            "/work/.dvc/cache",
+        ]
+    assert services["pipeline-cpu"]["profiles"] == ["cpu"] and "deploy" not in services["pipeline-cpu"]
+    assert services["pipeline"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
