@@ -49,12 +49,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && useradd --uid 1000 --create-home bnbench \
+    && install -d -m 1777 /home/bnbench/.cache \
     && chmod 1777 /home/bnbench \
     && install -d -o bnbench -g bnbench /mlflow
 COPY --from=build /opt/venv /opt/venv
 
-# The container runs as the host user's uid (compose.yaml), which need not exist here: HOME is
-# writable by any uid, and USER/LOGNAME name it for Python's getpass (MLflow's run author).
+# The container runs as the host user's uid (compose.yaml), which need not exist here: HOME and
+# ~/.cache (made here, else docker makes it root's when it mounts the download cache below it) are
+# writable by any uid, and USER/LOGNAME name the user for Python's getpass (DVC, MLflow's run author).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/work \
     HOME=/home/bnbench \
