@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.container.conftest import CELLS, IMAGE, run
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.e2e, pytest.mark.container]  # e2e too: `-m "not e2e"` is the fast suite
 
 
 def test_without_its_server_the_pipeline_stops_with_the_fix_and_keeps_finished_stages(stack):

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.container.conftest import CELLS, SCREENSHOTS
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.e2e, pytest.mark.container]  # e2e too: `-m "not e2e"` is the fast suite
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
