@@ -1,4 +1,7 @@
-"""The container is checked without a Docker engine: lint it, and resolve its install from uv.lock."""
+"""The container files, checked without a Docker engine: lint, the lock resolves both variants, compose's shape.
+
+tests/container builds and runs them for real.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from ruamel.yaml import YAML
 
 from tests.conftest import REPO
@@ -20,25 +24,43 @@ def test_dockerfile_passes_hadolint():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_dockerfile_installs_the_gpu_route_from_the_lock_file():
+@pytest.mark.parametrize(("variant", "extra"), [("gpu", ["--extra", "gpu"]), ("cpu", [])])
+def test_both_image_variants_install_from_the_lock_file(variant, extra):
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "uv sync --frozen --no-dev --extra gpu" in dockerfile
-    assert "\nUSER " in dockerfile and "USER root" not in dockerfile
+    assert "uv sync --frozen --no-dev --no-install-project" in dockerfile
+    assert f"{variant}) set -- {' '.join(extra)}".rstrip() + " ;;" in dockerfile
+    assert "\nUSER 1000:1000\n" in dockerfile and "USER root" not in dockerfile
     uv = shutil.which("uv")
     assert uv, "uv runs the tests, so it is on PATH"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": "/nonexistent/venv"}
     done = subprocess.run(
-        [uv, "sync", "--frozen", "--no-dev", "--extra", "gpu", "--dry-run"],
+        [uv, "sync", "--frozen", "--no-dev", "--no-install-project", *extra, "--dry-run"],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert "nvidia-cudnn-cu12" in done.stderr and "tensorflow==2.21" in done.stderr
+    assert "tensorflow==2.21" in done.stderr and "mlflow==" in done.stderr and "pytest==" not in done.stderr
+    assert ("nvidia-cudnn-cu12" in done.stderr) == (variant == "gpu")
 
 
-def test_compose_publishes_mlflow_on_loopback_only():
+def test_compose_runs_both_services_from_the_one_image_and_mlflow_on_loopback_only():
     compose = YAML(typ="safe", pure=True).load((REPO / "compose.yaml").read_text())
-    assert compose["services"]["mlflow"]["ports"] == ["127.0.0.1:5000:5000"]
-    assert compose["services"]["pipeline"]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    services = compose["services"]
+    mlflow = services["mlflow"]
+    assert mlflow["ports"] == ["127.0.0.1:${MLFLOW_PORT:-5000}:5000"]
+    assert "healthcheck" in mlflow and "user" not in mlflow  # the image's own non-root user
+    assert {s["image"] for s in services.values()} == {"bnbench:${BNBENCH_VARIANT:-gpu}"}
+    for name in ("pipeline", "pipeline-cpu"):
+        service = services[name]
+        assert service["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert service["depends_on"] == {"mlflow": {"condition": "service_healthy"}}
+        assert service["user"] == "${BNBENCH_UID:-1000}:${BNBENCH_GID:-1000}"
+        assert [v["target"] for v in service["volumes"]] == [
+            "/work",
+            "/home/bnbench/.cache/bnbench",
+            "/work/.dvc/cache",
+        ]
+    assert services["pipeline-cpu"]["profiles"] == ["cpu"] and "deploy" not in services["pipeline-cpu"]
+    assert services["pipeline"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
