@@ -1,33 +1,92 @@
-"""A matrix cell: one training run, identified by its axes."""
+"""A study's cells: one training run each, identified by its value on every axis.
+
+The axes are the keys of `matrix:` in params (pipeline/params.py), in the order
+written there. Everything that names or groups cells derives from them: the cell
+and DVC stage name, the MLflow params and tags, the report's grouping.
+"""
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from pipeline.params import Activation, BatchNorm, Dataset, MatrixParams
+from pipeline.errors import UserError
+from pipeline.params import CELL_AXES, CellSettings, Params, apply_axes
+
+
+def format_value(value: object) -> str:
+    """How a value reads in a name: 0.0 -> "0.0", 1e-05 -> "1e-05", True -> "true"."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Cell:
-    dataset: Dataset
-    activation: Activation
-    bn: BatchNorm
-    dropout: float
-    seed: int
+    axes: tuple[tuple[str, object], ...]  # (axis key, value) in the matrix's order
+
+    def __getitem__(self, axis: str) -> object:
+        return dict(self.axes)[axis]
+
+    @property
+    def dataset(self) -> str:
+        return str(self["dataset"])
+
+    @property
+    def seed(self) -> int:
+        return int(self["seed"])
 
     @property
     def name(self) -> str:
-        # Same order as the DVC matrix, so `train@<name>` is this cell's stage.
-        return f"{self.dataset}-{self.activation}-{self.bn}-{self.dropout}-{self.seed}"
+        """The cell's id, its output folder and its DVC stage `train@<name>`.
+
+        The cell axes read as bare values ("cifar10-relu-post-0.0-0"); an axis of
+        `train` adds its leaf key, e.g. "learning_rate_0.01".
+        """
+        return "-".join(
+            format_value(value) if key in CELL_AXES else f"{key.rsplit('.', 1)[-1]}_{format_value(value)}"
+            for key, value in self.axes
+        )
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return dict(self.axes)
 
 
-def expand_matrix(matrix: MatrixParams) -> list[Cell]:
-    """Every cell of the cross product, in the order DVC generates the stages."""
-    return [
-        Cell(*axes)
-        for axes in itertools.product(matrix.dataset, matrix.activation, matrix.bn, matrix.dropout, matrix.seed)
-    ]
+def _read(settings: CellSettings, key: str) -> object:
+    value: object = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def expand_matrix(params: Params) -> list[Cell]:
+    """Every cell of the cross product, the first axis varying slowest.
+
+    Values are read back from each cell's validated settings, so `dropout: [0]`
+    and `[0.0]` name the same cell.
+    """
+    keys = list(params.matrix)
+    cells = []
+    for values in itertools.product(*params.matrix.values()):
+        settings = apply_axes(params.train, dict(zip(keys, values, strict=True)))
+        cells.append(Cell(tuple((key, _read(settings, key)) for key in keys)))
+    return cells
+
+
+def cell_settings(params: Params, cell: Cell) -> CellSettings:
+    return apply_axes(params.train, cell.as_dict())
+
+
+def find_cell(params: Params, name: str, source: str) -> Cell:
+    for cell in expand_matrix(params):
+        if cell.name == name:
+            return cell
+    raise UserError(
+        f"cell {name} is not in the matrix of {source}; if the matrix changed, "
+        "regenerate the pipeline with `uv run python -m pipeline.dvcfile`"
+    )
+
+
+def axis_label(key: str) -> str:
+    """An axis as a column or panel reads it: its leaf key ("learning_rate" for train.optimizer.learning_rate)."""
+    return key.rsplit(".", 1)[-1]

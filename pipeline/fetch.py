@@ -30,7 +30,7 @@ from pipeline.params import load_params
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="validated before anything runs")
+    parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays; validated first")
     parser.add_argument("--dataset", required=True, choices=sorted(SOURCES))
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    load_params(args.params)  # fetch is the first stage: stop a bad params.yaml here
+    load_params(*(args.params or [Path("params.yaml")]))  # fetch is the first stage: stop a bad params.yaml here
     overrides = load_checksum_overrides(os.environ.get(CHECKSUMS_ENV))
     if args.dataset in overrides:
         print(

@@ -8,14 +8,16 @@ by hand with `python -m pipeline.params [params.yaml]`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
+from pipeline.data.datasets import descriptor
 from pipeline.errors import UserError
 
 Dataset = Literal["cifar10", "fashion_mnist"]
@@ -51,31 +53,6 @@ class PrepareParams(_Strict):
     max_test_examples: int | None = Field(default=None, ge=100)
 
 
-class MatrixParams(_Strict):
-    dataset: list[Dataset] = Field(min_length=1)
-    activation: list[Activation] = Field(min_length=1)
-    bn: list[BatchNorm] = Field(min_length=1)
-    dropout: list[float] = Field(min_length=1)
-    seed: list[int] = Field(min_length=1)
-
-    _check_unique = field_validator("*")(_unique)
-
-    @field_validator("dropout")
-    @classmethod
-    def _rates_in_range(cls, rates: list[float]) -> list[float]:
-        for rate in rates:
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"dropout rate {rate} is outside [0, 1)")
-        return rates
-
-    @field_validator("seed")
-    @classmethod
-    def _seeds_non_negative(cls, seeds: list[int]) -> list[int]:
-        if any(seed < 0 for seed in seeds):
-            raise ValueError("seeds must be >= 0")
-        return seeds
-
-
 class OptimizerParams(_Strict):
     name: Literal["rmsprop", "sgd", "adam"]
     learning_rate: float = Field(gt=0)
@@ -93,37 +70,122 @@ class TrainParams(_Strict):
     bn_epsilon: float = Field(gt=0)
 
 
-class TargetParams(_Strict):
-    """Validation accuracies whose first crossing measures convergence speed, per dataset."""
+def _whole_percents(targets: list[float]) -> list[float]:
+    _unique(targets)
+    for target in targets:
+        if not 0 < target < 1 or abs(target * 100 - round(target * 100)) > 1e-9:
+            raise ValueError(f"target {target} is not a whole percentage in (0, 1), e.g. 0.55")
+    return sorted(targets)
 
-    cifar10: list[float] = Field(min_length=1)
-    fashion_mnist: list[float] = Field(min_length=1)
 
-    @field_validator("*")
-    @classmethod
-    def _whole_percents(cls, targets: list[float]) -> list[float]:
-        _unique(targets)
-        for target in targets:
-            if not 0 < target < 1 or abs(target * 100 - round(target * 100)) > 1e-9:
-                raise ValueError(f"target {target} is not a whole percentage in (0, 1), e.g. 0.55")
-        return sorted(targets)
+# Validation accuracies whose first crossing measures convergence speed.
+Targets = Annotated[list[float], Field(min_length=1), AfterValidator(_whole_percents)]
 
 
 class ReportParams(_Strict):
     confidence: float = Field(gt=0.5, lt=1)  # level of every confidence interval in the report
 
 
+# The axes every cell has; any leaf of `train` may be an axis too, by its dotted key.
+CELL_AXES = ("dataset", "activation", "bn", "dropout", "seed")
+
+
+class CellSettings(_Strict):
+    """What one cell is trained with: the study's settings, with the cell's axis values applied."""
+
+    dataset: Dataset
+    activation: Activation
+    bn: BatchNorm  # off: no BN; pre: Conv/Dense -> BN -> act; post: Conv/Dense -> act -> BN
+    dropout: float = Field(ge=0, lt=1)  # rate after each pooling and hidden Dense block; 1 would drop everything
+    seed: int = Field(ge=0)  # weight init, shuffling and dropout masks
+    train: TrainParams
+
+
 class Params(_Strict):
     study: StudyParams
     prepare: PrepareParams
-    matrix: MatrixParams
+    matrix: dict[str, list] = Field(min_length=1)  # axis (dotted key) -> its values; cells are the cross product
     train: TrainParams
-    targets: TargetParams
+    targets: dict[Dataset, Targets] = Field(default_factory=dict)  # absent dataset: its descriptor's defaults
     report: ReportParams
 
+    def targets_for(self, dataset: str) -> list[float]:
+        return list(self.targets.get(dataset) or descriptor(dataset).default_targets)
 
-def _format_errors(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} invalid setting(s):"]
+
+def flatten(prefix: str, tree: object) -> dict[str, object]:
+    """{"a": {"b": 1}} -> {"a.b": 1}, under `prefix` when one is given."""
+    if isinstance(tree, dict):
+        flat: dict[str, object] = {}
+        for key, inner in tree.items():
+            flat.update(flatten(f"{prefix}.{key}" if prefix else key, inner))
+        return flat
+    return {prefix: tree}
+
+
+def set_dotted(tree: dict, key: str, value: object) -> None:
+    """tree["a"]["b"] = value for key "a.b"."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree[part]
+    tree[leaf] = value
+
+
+def is_axis_key(key: str) -> bool:
+    """A cell axis, or a leaf setting of `train` (not a whole section of it)."""
+    if key in CELL_AXES:
+        return True
+    section, *path = key.split(".")
+    model: type[BaseModel] = TrainParams
+    if section != "train" or not path:
+        return False
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    return not (isinstance(model, type) and issubclass(model, BaseModel))
+
+
+def _matrix_errors(params: Params) -> list[str]:
+    """Each axis key must name a setting, and each of its values must pass that setting's validation."""
+    matrix = params.matrix
+    errors = [f"  matrix.{axis}: required axis is missing" for axis in CELL_AXES if axis not in matrix]
+    for key, values in matrix.items():
+        try:
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"needs a non-empty list of values (got {values!r})")
+            _unique(values)
+        except ValueError as error:
+            errors.append(f"  matrix.{key}: {error}")
+    unknown = [key for key in matrix if not is_axis_key(key)]
+    errors += [
+        f"  matrix.{key}: not a setting that can vary (an axis is one of {', '.join(CELL_AXES)}, "
+        "or a leaf of train such as train.optimizer.learning_rate)"
+        for key in unknown
+    ]
+    if errors:
+        return errors
+    first = {axis: values[0] for axis, values in matrix.items()}
+    for key, values in matrix.items():
+        for index, value in enumerate(values):
+            try:
+                apply_axes(params.train, {**first, key: value})
+            except ValidationError as error:
+                errors += [f"  matrix.{key}.{index}: {item['msg']} (got {value!r})" for item in error.errors()]
+    return errors
+
+
+def apply_axes(train: TrainParams, axes: dict[str, object]) -> CellSettings:
+    """The settings of the cell with these axis values, validated by the same schema as params.yaml."""
+    raw: dict = {"train": train.model_dump()}
+    for key, value in axes.items():
+        set_dotted(raw, key, value)
+    return CellSettings.model_validate(raw)
+
+
+def _format_errors(source: str, error: ValidationError) -> list[str]:
+    lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
@@ -132,18 +194,33 @@ def _format_errors(path: Path, error: ValidationError) -> str:
             lines.append(f"  {key}: required key is missing")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item['input']!r})")
-    return "\n".join(lines)
+    return lines
 
 
-def parse_params(raw: object, source: Path) -> Params:
+def parse_params(raw: object, source: str | Path) -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_format_errors(source, error)) from None
+        lines = _format_errors(str(source), error)
+    else:
+        lines = _matrix_errors(params)
+        if not lines:
+            return params
+    raise ParamsError("\n".join([f"{source}: {len(lines)} invalid setting(s):", *lines]))
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def merge(base: dict, overlay: dict) -> dict:
+    """`overlay` on top of `base`: mappings merge key by key, anything else (a list too) replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         # YAML 1.2, as DVC reads it: `off` stays the string "off".
         raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
@@ -151,21 +228,31 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: file not found (run from the repository root)") from None
     except YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
-    return parse_params(raw, path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
+def load_params(*paths: str | Path) -> Params:
+    """The study's settings: the first file, with each following file laid over it (a study overlay)."""
+    paths = tuple(Path(p) for p in paths) or (Path("params.yaml"),)
+    raw: dict = {}
+    for path in paths:
+        raw = merge(raw, _read_yaml(path))
+    return parse_params(raw, " + ".join(str(p) for p in paths))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Validate a bnbench params file.")
-    parser.add_argument("params", nargs="?", default="params.yaml")
+    parser = argparse.ArgumentParser(description="Validate a bnbench study: params.yaml, then any overlays on it.")
+    parser.add_argument("params", nargs="*", default=["params.yaml"], help="files, each laid over the ones before")
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
+        params = load_params(*args.params)
     except ParamsError as error:
         print(error, file=sys.stderr)
         return 2
-    m = params.matrix
-    cells = len(m.dataset) * len(m.activation) * len(m.bn) * len(m.dropout) * len(m.seed)
-    print(f"{args.params}: valid, {cells} training cells")
+    cells = math.prod(len(values) for values in params.matrix.values())
+    print(f"{' + '.join(args.params)}: valid, {cells} training cells over {', '.join(params.matrix)}")
     return 0
 
 

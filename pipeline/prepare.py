@@ -25,7 +25,7 @@ from pipeline.params import PrepareParams, load_params
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays (repeatable)")
     parser.add_argument("--dataset", required=True, choices=sorted(READERS))
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -64,7 +64,7 @@ def prepare_dataset(dataset: str, raw_dir: Path, settings: PrepareParams):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(*(args.params or [Path("params.yaml")]))
     splits, meta = prepare_dataset(args.dataset, args.raw, params.prepare)
     write_prepared(args.out, splits, meta)
     counts = ", ".join(f"{name} {n}" for name, n in meta["examples"].items())

@@ -23,9 +23,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from pipeline.cells import Cell
-from pipeline.convergence import target_key, time_to_target
 from pipeline.errors import UserError
-from pipeline.params import Params
+from pipeline.params import CellSettings, Params, flatten
 from pipeline.provenance import git_commit, library_versions
 
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -69,15 +68,6 @@ def study_key(params: Params) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _flatten(prefix: str, value: object) -> dict[str, object]:
-    if isinstance(value, dict):
-        flat: dict[str, object] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(f"{prefix}.{key}" if prefix else key, inner))
-        return flat
-    return {prefix: value}
-
-
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -102,7 +92,7 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
         run_name=f"{params.study.name}-{key}",
         tags={"bnbench.role": "study", "bnbench.study_key": key, "git_commit": git_commit()},
     )
-    for name, value in _flatten(
+    for name, value in flatten(
         "", {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
     ).items():
         client.log_param(run.info.run_id, name, value)
@@ -115,31 +105,20 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
 
 
 class CellRun:
-    """What train needs from MLflow while one cell trains."""
-
-    def __init__(self, targets: list[float]):
-        self.targets = targets
+    """What a training cell logs to MLflow while it runs, and when it ends."""
 
     def log_eval(self, row: dict) -> None:
         metrics = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None and math.isfinite(v)}
         metrics["epoch"] = row["epoch"]
         mlflow.log_metrics(metrics, step=int(row["step"]))
 
-    def finish(self, result, artifacts: list[Path]) -> None:
-        summary = result.summary
+    def finish(self, summary: dict, target_metrics: dict, artifacts: list[Path]) -> None:
+        """Logs the cell's summary and times to target as measured elsewhere, and its output files."""
         numbers = {
             k: float(v)
-            for k, v in summary.items()
-            if isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and k not in ("seed", "dropout")
-            and math.isfinite(v)
+            for k, v in {**summary, **target_metrics}.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         }
-        for target in self.targets:
-            reached = time_to_target(result.history, target)
-            if reached["reached"]:
-                key = target_key(target)
-                numbers.update({f"steps_to_{key}": reached["steps"], f"seconds_to_{key}": reached["seconds"]})
         mlflow.log_metrics(numbers, step=int(summary["steps_trained"]))
         mlflow.set_tag("bnbench.outcome", summary["outcome"])
         for path in artifacts:
@@ -147,19 +126,24 @@ class CellRun:
 
 
 @contextmanager
-def track_cell(params: Params, cell: Cell, data_meta: dict, device: str) -> Iterator[CellRun]:
-    """A child run for `cell` under the study's parent; marked FAILED if training raises."""
+def track_cell(params: Params, cell: Cell, settings: CellSettings, data_meta: dict, device: str) -> Iterator[CellRun]:
+    """A child run for `cell` under the study's parent; marked FAILED if training raises.
+
+    Params: the cell's effective settings under their dotted keys (its axes among
+    them), the study's prepare settings and the data digest. Tags: the axes again,
+    so that the UI can filter and group by them, and the provenance.
+    """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     experiment_id = _experiment_id(client, params.study.name, uri)
     parent = study_run_id(client, experiment_id, params)
-    axes = {k: str(v) for k, v in cell.as_dict().items()}
     tags = {
         "mlflow.parentRunId": parent,
         "bnbench.role": "cell",
         "bnbench.cell": cell.name,
         "bnbench.study_key": study_key(params),
+        "bnbench.axes": ",".join(key for key, _ in cell.axes),
         "bnbench.dvc_stage": os.environ.get("DVC_STAGE", "(outside dvc)"),
         "bnbench.data_digest": data_meta["data_digest"],
         # False when BNBENCH_DATA_CHECKSUMS admitted files other than the published dataset.
@@ -167,16 +151,15 @@ def track_cell(params: Params, cell: Cell, data_meta: dict, device: str) -> Iter
         "git_commit": git_commit(),
         "device": device,
         **{f"version.{name}": version for name, version in library_versions().items()},
-        **axes,
+        **{key: str(value) for key, value in cell.axes},
     }
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     with mlflow.start_run(experiment_id=experiment_id, run_name=cell.name, tags=tags, log_system_metrics=True):
         mlflow.log_params(
             {
-                **axes,
-                **_flatten("train", params.train.model_dump()),
-                **_flatten("prepare", params.prepare.model_dump()),
+                **flatten("", settings.model_dump()),
+                **flatten("prepare", params.prepare.model_dump()),
                 "data_digest": data_meta["data_digest"],
             }
         )
-        yield CellRun(getattr(params.targets, cell.dataset))
+        yield CellRun()

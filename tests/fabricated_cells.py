@@ -13,18 +13,27 @@ import numpy as np
 import pandas as pd
 from ruamel.yaml import YAML
 
-from pipeline.params import Params, parse_params
+from pipeline.cells import Cell
+from pipeline.params import Params, parse_params, set_dotted
 from tests.conftest import REPO
 
 EVAL_EVERY = 1  # optimizer steps between validation passes: every step, so any step can be planted
 BUDGET = 100  # optimizer steps per run
 
 
-def study_params(tmp_path: Path, **matrix: list) -> Params:
-    """The shipped params.yaml with its matrix replaced by `matrix` (unnamed axes keep one value)."""
-    raw = YAML(typ="safe", pure=True).load((REPO / "params.yaml").read_text())
+def _shipped() -> dict:
+    return YAML(typ="safe", pure=True).load((REPO / "params.yaml").read_text())
+
+
+def study_params(tmp_path: Path, extra_axes: dict[str, list] | None = None, **matrix: list) -> Params:
+    """The shipped params.yaml with its matrix replaced by `matrix` (unnamed axes keep one value).
+
+    `extra_axes` adds axes of `train` by their dotted keys, after the five cell axes.
+    """
+    raw = _shipped()
     raw["matrix"] = {"dataset": ["cifar10"], "activation": ["relu"], "bn": ["off"], "dropout": [0.0], "seed": [0]}
     raw["matrix"].update(matrix)
+    raw["matrix"].update(extra_axes or {})
     raw["targets"]["cifar10"] = [0.5, 0.6, 0.7]
     return parse_params(raw, tmp_path / "params.yaml")
 
@@ -41,12 +50,26 @@ def write_cell(
     seconds_per_step: float = 0.1,
     test_accuracy: float | None = 0.7,
     diverged_at: int | None = None,
+    extra_axes: dict[str, object] | None = None,
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
     A diverged cell stops at `diverged_at`, with no accuracy after it and no test accuracy.
+    `extra_axes` gives the cell's value on each axis of `train` the study adds.
     """
-    folder = cells_dir / f"{dataset}-{activation}-{bn}-{dropout}-{seed}"
+    axes = {
+        "dataset": dataset,
+        "activation": activation,
+        "bn": bn,
+        "dropout": dropout,
+        "seed": seed,
+        **(extra_axes or {}),
+    }
+    cell = Cell(tuple(axes.items()))
+    settings = {"train": _shipped()["train"]}
+    for key, value in (extra_axes or {}).items():
+        set_dotted(settings, key, value)
+    folder = cells_dir / cell.name
     folder.mkdir(parents=True)
     trained = diverged_at if diverged_at is not None else BUDGET
     steps = np.arange(0, trained + 1, EVAL_EVERY)
@@ -72,7 +95,7 @@ def write_cell(
     )
     history.to_csv(folder / "history.csv", index=False)
     summary = {
-        "dataset": dataset, "activation": activation, "bn": bn, "dropout": dropout, "seed": seed,
+        "cell": cell.name, "axes": axes, "settings": settings,
         "outcome": "diverged" if diverged_at is not None else "completed", "diverged_at_step": diverged_at,
         "steps_per_epoch": 50, "budget_steps": BUDGET, "steps_trained": trained,
         "train_seconds": trained * seconds_per_step, "throughput_images_per_s": 320.0 / seconds_per_step,

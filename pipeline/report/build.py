@@ -8,17 +8,18 @@ and the DVC metrics; writes nothing itself.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.cells import Cell
+from pipeline.cells import Cell, axis_label
 from pipeline.convergence import target_key
 from pipeline.params import Params
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
-from pipeline.report.collect import AXES, SETTINGS, collect_results
+from pipeline.report.collect import axes_of, collect_results, configuration_axes
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
@@ -26,15 +27,16 @@ from pipeline.report.questions import ANSWER_COLUMNS_AXIS, TimeToTarget
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.stats import summarize
 
+LEARNING_RATE = "train.optimizer.learning_rate"
+
 
 def _design(params: Params) -> Design:
-    datasets = params.matrix.dataset
+    datasets = params.matrix["dataset"]
     return Design(
-        axes=AXES,
-        targets={d: [target_key(t) for t in getattr(params.targets, d)] for d in datasets},
-        target_labels={target_key(t): f"{t:g}" for d in datasets for t in getattr(params.targets, d)},
+        axes=axes_of(params),
+        targets={d: [target_key(t) for t in params.targets_for(d)] for d in datasets},
+        target_labels={target_key(t): f"{t:g}" for d in datasets for t in params.targets_for(d)},
         confidence=params.report.confidence,
-        settings=SETTINGS,
     )
 
 
@@ -42,16 +44,17 @@ def _setup_text(results: pd.DataFrame, params: Params) -> str:
     """The conditions every answer holds under, from the runs: architecture, optimizer, learning rate, budget."""
 
     def values(column: str) -> str:
-        return ", ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in results[column]}))
+        return ", ".join(sorted({tables.value_text(v) for v in results[column]}))
 
-    fixed = "a fixed learning rate" if results["learning_rate"].nunique() == 1 else "fixed learning rates"
+    fixed = "a fixed learning rate" if results[LEARNING_RATE].nunique() == 1 else "fixed learning rates"
     budgets = ", ".join(
         f"{d} {int(group['budget_steps'].max())} steps" for d, group in results.groupby("dataset", sort=False)
     )
+    epochs = values("train.epochs")
     return (
-        f"architecture {values('architecture')}, {values('optimizer')} at {fixed} {values('learning_rate')} "
-        f"(not tuned per configuration), {params.train.epochs} epoch{'s' if params.train.epochs != 1 else ''} "
-        f"of batch {params.train.batch_size} ({budgets})"
+        f"architecture {values('train.architecture')}, {values('train.optimizer.name')} at {fixed} "
+        f"{values(LEARNING_RATE)} (not tuned per configuration), {epochs} epoch{'s' if epochs != '1' else ''} "
+        f"of batch {values('train.batch_size')} ({budgets})"
     )
 
 
@@ -139,7 +142,9 @@ def _questions_view(results: pd.DataFrame, design: Design) -> list[dict[str, obj
 def _dataset_view(
     params: Params, dataset: str, results: pd.DataFrame, histories: dict[Cell, pd.DataFrame], links: RunLinks
 ) -> dict:
-    targets = getattr(params.targets, dataset)
+    targets = params.targets_for(dataset)
+    axes = axes_of(params)
+    by = [axis for axis in configuration_axes(params) if axis != "dataset"]
     keys = [target_key(t) for t in targets]
     runs = results[results["dataset"] == dataset]
     labels = {target_key(t): f"{t:g}" for t in targets}
@@ -148,10 +153,11 @@ def _dataset_view(
         "targets": [f"{t:g}" for t in targets],
         "budget": int(runs["budget_steps"].max()),
         "steps_per_epoch": int(runs["steps_per_epoch"].max()),
-        "curves": png_data_uri(figures.plot_curves(dataset, histories, targets, _diverged(runs))),
-        "survival_steps": png_data_uri(figures.plot_survival(dataset, results, labels, "steps")),
-        "survival_seconds": png_data_uri(figures.plot_survival(dataset, results, labels, "seconds")),
-        "configurations": tables.configuration_rows(runs, keys, params.report.confidence),
+        "curves": png_data_uri(figures.plot_curves(dataset, histories, targets, axes, _diverged(runs, histories))),
+        "survival_steps": png_data_uri(figures.plot_survival(dataset, results, labels, "steps", axes)),
+        "survival_seconds": png_data_uri(figures.plot_survival(dataset, results, labels, "seconds", axes)),
+        "axis_labels": [axis_label(axis) for axis in by],
+        "configurations": tables.configuration_rows(runs, by, keys, params.report.confidence),
         "runs": tables.run_rows(runs, keys, links.by_cell),
     }
 
@@ -162,18 +168,19 @@ def build_report(
     """The page, the tidy table (one row per run) and the DVC metrics, all from the cells' outputs."""
     results, histories = collect_results(params, cells_dir)
     design = _design(params)
-    m = params.matrix
+    axes = axes_of(params)
     if links is None:
-        links = run_links(params, [Cell(*row).name for row in results[AXES].itertuples(index=False)])
+        links = run_links(params, list(results["cell"]))
     lock = lock_digest(lock_path)
     has_bn_contrast = results["bn"].nunique() > 1
     html = render_report(
         study=params.study.name,
         n_cells=len(results),
-        axes_text=(
-            f"datasets {', '.join(m.dataset)}; activations {', '.join(m.activation)}; BN {', '.join(m.bn)}; "
-            f"dropout {', '.join(f'{d:g}' for d in m.dropout)}; seeds {', '.join(map(str, m.seed))}"
+        axes_text="; ".join(
+            f"{axis_label(axis)} {', '.join(tables.value_text(v) for v in values)}"
+            for axis, values in params.matrix.items()
         ),
+        problem_axes=", ".join(axis_label(a) for a in axes if a not in ("bn", "seed")),
         setup=_setup_text(results, params),
         confidence_pct=f"{params.report.confidence * 100:g}",
         min_seeds=effects.MIN_PAIRED_SEEDS,
@@ -182,53 +189,68 @@ def build_report(
         columns=sorted(results[ANSWER_COLUMNS_AXIS].unique()),
         questions=_questions_view(results, design),
         unpublished=sorted(results.loc[~results["published_data"].astype(bool), "dataset"].unique()),
-        batch_size=params.train.batch_size,
-        evals_per_epoch=params.train.evals_per_epoch,
+        batch_size=", ".join(sorted({tables.value_text(v) for v in results["train.batch_size"]})),
+        evals_per_epoch=", ".join(sorted({tables.value_text(v) for v in results["train.evals_per_epoch"]})),
         warmup_steps=int(results["throughput_warmup_steps"].max()),
-        datasets=[_dataset_view(params, d, results, histories, links) for d in m.dataset],
-        heatmap=png_data_uri(figures.plot_accuracy_heatmap(results)),
-        profiles=png_data_uri(figures.plot_performance_profiles(results, design.targets)) if has_bn_contrast else None,
+        datasets=[_dataset_view(params, d, results, histories, links) for d in params.matrix["dataset"]],
+        heatmap=png_data_uri(figures.plot_accuracy_heatmap(results, axes)),
+        profiles=(
+            png_data_uri(figures.plot_performance_profiles(results, design.targets, axes)) if has_bn_contrast else None
+        ),
         not_measured=_not_measured(results, histories),
         links_note=links.note,
         git_commits=sorted(results["git_commit"].dropna().unique()),
-        data_digests={d: results.loc[results["dataset"] == d, "data_digest"].iloc[0] for d in m.dataset},
+        data_digests={d: results.loc[results["dataset"] == d, "data_digest"].iloc[0] for d in params.matrix["dataset"]},
         devices=sorted(results["device"].dropna().unique()) if "device" in results else [],
         versions=library_versions(),
         lock=lock,
         mlflow_command="uv run mlflow ui --backend-store-uri sqlite:///mlflow.db",
     )
-    return html, _tidy(results), _dvc_metrics(results, params)
+    return html, _tidy(results, axes), _dvc_metrics(results, params)
 
 
-def _diverged(runs: pd.DataFrame) -> frozenset[Cell]:
-    diverged = runs[runs["outcome"] == "diverged"]
-    return frozenset(Cell(*row) for row in diverged[AXES].itertuples(index=False))
+def _diverged(runs: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> frozenset[Cell]:
+    names = set(runs.loc[runs["outcome"] == "diverged", "cell"])
+    return frozenset(cell for cell in histories if cell.name in names)
 
 
 def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> list[str]:
     """Evidence the page would show if the runs recorded it."""
     missing = []
-    if results["learning_rate"].nunique() < 2:
+    if results[LEARNING_RATE].nunique() < 2:
         missing.append("learning-rate sensitivity (the runs share one learning rate: no sweep)")
     if not any(c.startswith("grad_norm") for h in histories.values() for c in h.columns):
         missing.append("per-layer gradient norms (the histories record none)")
     return missing
 
 
-def _tidy(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: the axes first, then the settings, then every measurement."""
-    first = AXES + SETTINGS
+def _tidy(results: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """One row per run: its name and axes first, then its settings, then every measurement."""
+    settings = sorted(c for c in results.columns if c.startswith("train.") and c not in axes)
+    first = ["cell", *axes, *settings]
     return results[first + [c for c in results.columns if c not in first]]
 
 
 def _dvc_metrics(results: pd.DataFrame, params: Params) -> dict:
-    summary = summarize(results, ["test_accuracy", "val_auc"], params.report.confidence)
+    """Per dataset, per configuration ("activation_relu-bn_off-dropout_0"): mean test accuracy and AUC."""
+    by = configuration_axes(params)
+    summary = summarize(results, by, ["test_accuracy", "val_auc"], params.report.confidence)
     metrics: dict = {}
     for _, row in summary.iterrows():
-        config = f"{row['activation']}-bn_{row['bn']}-dropout_{row['dropout']:g}"
+        config = "-".join(f"{axis_label(a)}_{tables.value_text(row[a])}" for a in by if a != "dataset")
         metrics.setdefault(row["dataset"], {})[config] = {
             "test_accuracy": row["test_accuracy.mean"],
             "val_auc": row["val_auc.mean"],
             "seeds": int(row["seeds"]),
         }
     return metrics
+
+
+def write_report(params: Params, cells_dir: Path, out_dir: Path, lock_path: Path | None = None) -> int:
+    """Build the report and write index.html, results.csv and metrics.json into `out_dir`; returns the run count."""
+    html, results, dvc_metrics = build_report(params, cells_dir, lock_path=lock_path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "index.html").write_text(html, encoding="utf-8")
+    results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")
+    (out_dir / "metrics.json").write_text(json.dumps(dvc_metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return len(results)

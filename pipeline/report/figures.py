@@ -19,9 +19,10 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.cells import Cell  # noqa: E402
+from pipeline.cells import Cell, axis_label  # noqa: E402
 from pipeline.report.stats import complete_band  # noqa: E402
 from pipeline.report.survival import censored_times, follow_up, kaplan_meier  # noqa: E402
+from pipeline.report.tables import value_text  # noqa: E402
 
 # Okabe-Ito colours; lightness also differs (black, light orange, mid blue), and so do dashes and markers.
 BN_STYLE = {
@@ -46,44 +47,66 @@ def _bn_order(values) -> list[str]:
     return [bn for bn in BN_STYLE if bn in present]
 
 
-def _condition_key(cell: Cell) -> tuple:
-    return (cell.activation, cell.dropout)
+# The axes a figure lays out itself: one per page section, one per line style, the replicates.
+LAID_OUT = ("dataset", "bn", "seed")
 
 
-def _condition_label(key: tuple) -> str:
-    activation, dropout = key
-    return f"{activation}, dropout {dropout:g}"
+def condition_axes(axes: list[str]) -> list[str]:
+    """The axes that get a panel each: every axis except those laid out another way."""
+    return [axis for axis in axes if axis not in LAID_OUT]
+
+
+def _condition_label(axes: list[str], key: tuple) -> str:
+    """ "relu, dropout 0, learning_rate 0.01"; "all runs" when there is nothing to tell apart."""
+    words = [
+        str(value) if axis == "activation" else f"{axis_label(axis)} {value_text(value)}"
+        for axis, value in zip(axes, key, strict=True)
+    ]
+    return ", ".join(words) or "all runs"
+
+
+def _conditions(runs: pd.DataFrame, axes: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs of each condition (a value of every axis in `axes`), in sorted order."""
+    if not axes:
+        return [((), runs)]
+    return [(k if isinstance(k, tuple) else (k,), g) for k, g in runs.groupby(axes, sort=True)]
 
 
 def plot_curves(
     dataset: str,
     histories: dict[Cell, pd.DataFrame],
     targets: list[float],
+    axes: list[str],
     diverged: frozenset[Cell] = frozenset(),
     column: str = "val_accuracy",
 ) -> bytes:
-    """Rows: activation x dropout; columns: against optimizer steps, against training seconds.
+    """Rows: each condition (`condition_axes`); columns: against optimizer steps, against training seconds.
 
     Per BN placement: a thin line per seed, the mean over seeds (thick, only where every
     seed has a value: no mean over the survivors of a divergence) and a band from the
     lowest to the highest seed; x marks the last evaluation of a seed that diverged.
     Against seconds, the mean and band sit at the seeds' mean time of each evaluation.
     """
+    panels = condition_axes(axes)
+
+    def condition_of(cell: Cell) -> tuple:
+        return tuple(cell[axis] for axis in panels)
+
     cells = [c for c in histories if c.dataset == dataset]
-    conditions = sorted({_condition_key(c) for c in cells})
-    fig, axes = plt.subplots(
+    conditions = sorted({condition_of(c) for c in cells})
+    fig, grid = plt.subplots(
         len(conditions), 2, figsize=(15, 3.0 * len(conditions) + 0.6), squeeze=False, sharey=True,
         constrained_layout=True,
     )  # fmt: skip
-    placements = _bn_order(c.bn for c in cells)
+    placements = _bn_order(c["bn"] for c in cells)
     for (row, condition), bn in itertools.product(enumerate(conditions), placements):
         style = BN_STYLE[bn]
-        mine = sorted((c for c in cells if _condition_key(c) == condition and c.bn == bn), key=lambda c: c.seed)
+        mine = sorted((c for c in cells if condition_of(c) == condition and c["bn"] == bn), key=lambda c: c.seed)
         if not mine:
             continue
         curve = complete_band([histories[c] for c in mine], column)
         for col, x_column in enumerate(("step", "seconds")):
-            ax = axes[row][col]
+            ax = grid[row][col]
             for cell in mine:
                 run = histories[cell]
                 ax.plot(run[x_column], run[column], color=style["color"], linestyle="-", **SEED_LINE)
@@ -100,32 +123,33 @@ def plot_curves(
             )  # fmt: skip
     for row, condition in enumerate(conditions):
         for col in (0, 1):
-            ax = axes[row][col]
+            ax = grid[row][col]
             for target in targets:
                 ax.axhline(target, color="#555555", linewidth=0.7, linestyle=":")
-            ax.set_title(f"{_condition_label(condition)}: against {('steps', 'seconds')[col]}", fontsize=10)
+            ax.set_title(f"{_condition_label(panels, condition)}: against {('steps', 'seconds')[col]}", fontsize=10)
             ax.grid(alpha=0.3)
             ax.set_xlabel(UNIT_LABEL[("steps", "seconds")[col]])
-        axes[row][0].set_ylabel(column.replace("val_", "validation ").replace("_", " "))
-    axes[0][0].legend(fontsize=8, loc="lower right")
+        grid[row][0].set_ylabel(column.replace("val_", "validation ").replace("_", " "))
+    grid[0][0].legend(fontsize=8, loc="lower right")
     return _png(fig)
 
 
-def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], unit: str) -> bytes:
+def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], unit: str, axes: list[str]) -> bytes:
     """Kaplan-Meier: the fraction of seeds that reached each target by a step (or second).
 
-    Rows: targets; columns: activation x dropout; a line per BN placement, + where a
-    seed's budget ended without reaching the target (censored).
+    Rows: targets; columns: each condition (`condition_axes`); a line per BN placement,
+    + where a seed's budget ended without reaching the target (censored).
     """
-    runs = results[results["dataset"] == dataset]
-    conditions = sorted(set(zip(runs["activation"], runs["dropout"], strict=True)))
-    fig, axes = plt.subplots(
+    panels = condition_axes(axes)
+    conditions = _conditions(results[results["dataset"] == dataset], panels)
+    fig, grid = plt.subplots(
         len(targets), len(conditions), figsize=(max(5.0, 3.0 * len(conditions)), 2.3 * len(targets) + 0.6),
         squeeze=False, sharex=True, sharey=True, constrained_layout=True,
     )  # fmt: skip
-    for (row, (key, label)), (col, condition) in itertools.product(enumerate(targets.items()), enumerate(conditions)):
-        ax = axes[row][col]
-        mine = runs[(runs["activation"] == condition[0]) & (runs["dropout"] == condition[1])]
+    for (row, (key, label)), (col, (condition, mine)) in itertools.product(
+        enumerate(targets.items()), enumerate(conditions)
+    ):
+        ax = grid[row][col]
         for bn in _bn_order(mine["bn"]):
             data = censored_times(mine[mine["bn"] == bn], key, unit)
             curve = kaplan_meier(data)
@@ -139,7 +163,7 @@ def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], 
             ax.plot(curve.censored_at, levels, linestyle="none", marker="+", markersize=9, color=style["color"])
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-        ax.set_title(f"{_condition_label(condition)}; target {label}", fontsize=9)
+        ax.set_title(f"{_condition_label(panels, condition)}; target {label}", fontsize=9)
         ax.legend(fontsize=7, loc="best")
         if row == len(targets) - 1:
             ax.set_xlabel(UNIT_LABEL[unit])
@@ -148,18 +172,23 @@ def plot_survival(dataset: str, results: pd.DataFrame, targets: dict[str, str], 
     return _png(fig)
 
 
-def plot_accuracy_heatmap(results: pd.DataFrame, metric: str = "test_accuracy") -> bytes:
-    """Mean `metric` over seeds for every configuration: rows activation x BN, columns dataset x dropout."""
-    rows = sorted({(a, b) for a, b in zip(results["activation"], results["bn"], strict=True)},
-                  key=lambda k: (k[0], list(BN_STYLE).index(k[1])))  # fmt: skip
-    cols = sorted(set(zip(results["dataset"], results["dropout"], strict=True)))
+def plot_accuracy_heatmap(results: pd.DataFrame, axes: list[str], metric: str = "test_accuracy") -> bytes:
+    """Mean `metric` over seeds for every configuration.
+
+    Rows: the first condition axis (the activation) x BN placement; columns: the
+    dataset x the other condition axes (dropout, and any axis a study adds).
+    """
+    panels = condition_axes(axes)
+    row_axes, col_axes = panels[:1] + ["bn"], ["dataset"] + panels[1:]
+    bn_rank = {bn: i for i, bn in enumerate(BN_STYLE)}
+    rows = sorted({tuple(k) for k in results[row_axes].itertuples(index=False)},
+                  key=lambda k: (*k[:-1], bn_rank.get(k[-1], len(bn_rank))))  # fmt: skip
+    cols = sorted({tuple(k) for k in results[col_axes].itertuples(index=False)})
     grid = np.full((len(rows), len(cols)), np.nan)
     notes = [["" for _ in cols] for _ in rows]
-    for (i, (activation, bn)), (j, (dataset, dropout)) in itertools.product(enumerate(rows), enumerate(cols)):
-        runs = results[
-            (results["activation"] == activation) & (results["bn"] == bn)
-            & (results["dataset"] == dataset) & (results["dropout"] == dropout)
-        ]  # fmt: skip
+    for (i, row), (j, col) in itertools.product(enumerate(rows), enumerate(cols)):
+        wanted = dict(zip(row_axes + col_axes, row + col, strict=True))
+        runs = results[np.logical_and.reduce([results[a] == v for a, v in wanted.items()])]
         values = pd.to_numeric(runs[metric], errors="coerce").dropna()
         if len(values):
             grid[i, j] = values.mean()
@@ -172,21 +201,26 @@ def plot_accuracy_heatmap(results: pd.DataFrame, metric: str = "test_accuracy") 
         text = "–" if np.isnan(value) else f"{value:.3f}"
         ax.text(j, i, f"{text}  {notes[i][j]}", ha="center", va="center", fontsize=8,
                 color="black" if not np.isnan(value) and value > 0.6 else "white")  # fmt: skip
-    ax.set_xticks(range(len(cols)), [f"{d}\ndropout {p:g}" for d, p in cols], fontsize=8)
-    ax.set_yticks(range(len(rows)), [f"{a}, BN {b}" for a, b in rows], fontsize=8)
+    col_labels = [f"{c[0]}\n{_condition_label(col_axes[1:], c[1:])}" if len(c) > 1 else c[0] for c in cols]
+    ax.set_xticks(range(len(cols)), col_labels, fontsize=8)
+    ax.set_yticks(
+        range(len(rows)), [f"{_condition_label(row_axes[:-1], r[:-1])}, BN {r[-1]}" for r in rows], fontsize=8
+    )
     fig.colorbar(image, ax=ax, label=metric.replace("_", " ") + " (mean over seeds)")
     return _png(fig)
 
 
-def performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]], unit: str) -> dict[str, np.ndarray]:
+def performance_profiles(
+    results: pd.DataFrame, targets: dict[str, list[str]], unit: str, axes: list[str]
+) -> dict[str, np.ndarray]:
     """Per BN placement, each problem's time to target divided by the fastest placement's (inf: a miss).
 
-    A problem is one dataset, activation, dropout, target and seed: the placements
-    compared on it share their seed, so their data order.
+    A problem is one value of every other axis (the seed among them) and a target:
+    the placements compared on it share their seed, so their data order.
     """
     placements = _bn_order(results["bn"])
     ratios: dict[str, list[float]] = {bn: [] for bn in placements}
-    others = ["dataset", "activation", "dropout", "seed"]
+    others = [axis for axis in axes if axis != "bn"]
     for _, problem in results.groupby(others, sort=True):
         by_bn = problem.set_index("bn")
         for key in targets[problem["dataset"].iloc[0]]:
@@ -201,11 +235,11 @@ def performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]], u
     return {bn: np.asarray(values) for bn, values in ratios.items()}
 
 
-def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]]) -> bytes:
+def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str]], axes: list[str]) -> bytes:
     """Dolan-Moré profiles: the fraction of problems on which a BN placement is within tau of the fastest."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, constrained_layout=True)
-    for ax, unit in zip(axes, ("steps", "seconds"), strict=True):
-        ratios = performance_profiles(results, targets, unit)
+    fig, panels = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True, constrained_layout=True)
+    for ax, unit in zip(panels, ("steps", "seconds"), strict=True):
+        ratios = performance_profiles(results, targets, unit, axes)
         finite = np.concatenate([r[np.isfinite(r)] for r in ratios.values()])
         top = max(2.0, float(finite.max()) * 1.1) if len(finite) else 2.0
         taus = np.geomspace(1.0, top, 200)
@@ -220,6 +254,6 @@ def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str
         ax.grid(alpha=0.3, which="both")
         ax.set_xlabel("τ (ratio to the fastest placement's time, log scale)")
         ax.set_title(f"time to target in {UNIT_LABEL[unit]}", fontsize=10)
-    axes[0].set_ylabel("fraction of problems")
-    axes[0].legend(fontsize=8, loc="lower right")
+    panels[0].set_ylabel("fraction of problems")
+    panels[0].legend(fontsize=8, loc="lower right")
     return _png(fig)

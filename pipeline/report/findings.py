@@ -18,7 +18,7 @@ answer says exactly what is missing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,6 @@ class Design:
     targets: dict[str, list[str]]  # answer-column value (dataset) -> its target keys, e.g. ["acc50"]
     target_labels: dict[str, str]  # target key -> how the page shows it
     confidence: float
-    settings: list[str] = field(default_factory=list)  # per-run settings that may differ between runs
 
 
 def _values_text(values: list) -> str:
@@ -178,7 +177,7 @@ def _reached_text(data: CensoredTimes) -> str:
 
 def _condition_axes(claim: Claim, design: Design) -> list[str]:
     """Everything that identifies a run except its seed, the compared axis and the answer column."""
-    return [a for a in design.axes + design.settings if a not in (SEED_AXIS, claim.axis, ANSWER_COLUMNS_AXIS)]
+    return [a for a in design.axes if a not in (SEED_AXIS, claim.axis, ANSWER_COLUMNS_AXIS)]
 
 
 def _paired_groups(claim: Claim, treatment_value: object, rows: pd.DataFrame, design: Design):

@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-GROUP = ["dataset", "activation", "bn", "dropout"]  # a configuration; seeds are its replicates
-
 
 def mean_ci(values: pd.Series, confidence: float) -> dict[str, float | int | None]:
     """Mean, sample std and the two-sided t interval of the mean; NaNs are left out and counted."""
@@ -25,11 +23,11 @@ def mean_ci(values: pd.Series, confidence: float) -> dict[str, float | int | Non
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 
-def summarize(results: pd.DataFrame, metrics: list[str], confidence: float) -> pd.DataFrame:
-    """One row per configuration: seeds, diverged runs, and mean/CI of each metric."""
+def summarize(results: pd.DataFrame, by: list[str], metrics: list[str], confidence: float) -> pd.DataFrame:
+    """One row per configuration (a value of each axis in `by`): seeds, diverged runs, mean/CI of each metric."""
     rows = []
-    for keys, group in results.groupby(GROUP, sort=False):
-        row = dict(zip(GROUP, keys, strict=True))
+    for keys, group in results.groupby(by, sort=False):
+        row = dict(zip(by, keys, strict=True))
         row["seeds"] = len(group)
         row["diverged"] = int((group["outcome"] == "diverged").sum())
         for metric in metrics:

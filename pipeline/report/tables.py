@@ -10,11 +10,10 @@ import math
 
 import pandas as pd
 
-from pipeline.cells import Cell
 from pipeline.report.effects import INCONCLUSIVE, REFUTED, SUPPORTED, Effect, Interval
 from pipeline.report.findings import Answer, Finding
 from pipeline.report.questions import TimeToTarget, describe
-from pipeline.report.stats import GROUP, fmt_ci, mean_ci
+from pipeline.report.stats import fmt_ci, mean_ci
 from pipeline.report.survival import Median, censored_times, median_time, reach_rate, restricted_mean
 
 
@@ -103,11 +102,17 @@ def _median_text(median: Median, digits: int) -> str:
     return f"{median.value:.{digits}f} [{low}, {high}]"
 
 
-def configuration_rows(results: pd.DataFrame, target_keys: list[str], confidence: float) -> list[dict[str, object]]:
-    """One row per configuration of a dataset: time to each target (censored) and accuracy."""
+def value_text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def configuration_rows(
+    results: pd.DataFrame, by: list[str], target_keys: list[str], confidence: float
+) -> list[dict[str, object]]:
+    """One row per configuration (a value of each axis in `by`): time to each target (censored) and accuracy."""
     rows = []
-    for keys, group in results.groupby(GROUP, sort=False):
-        row = dict(zip(GROUP, keys, strict=True))
+    for keys, group in results.groupby(by, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
         budget = float(group["budget_steps"].max())
         targets = []
         for key in target_keys:
@@ -128,9 +133,7 @@ def configuration_rows(results: pd.DataFrame, target_keys: list[str], confidence
         throughput = mean_ci(pd.to_numeric(group["throughput_images_per_s"], errors="coerce"), confidence)
         rows.append(
             {
-                "activation": row["activation"],
-                "bn": row["bn"],
-                "dropout": f"{row['dropout']:g}",
+                "axes": [value_text(v) for v in keys],
                 "seeds": len(group),
                 "diverged": int((group["outcome"] == "diverged").sum()),
                 "budget": f"{budget:.0f}",
@@ -147,7 +150,6 @@ def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str
     """One row per run, in matrix order; a miss shows where it was censored."""
     rows = []
     for _, run in results.iterrows():
-        cell = Cell(run["dataset"], run["activation"], run["bn"], float(run["dropout"]), int(run["seed"]))
         targets = []
         for key in target_keys:
             if bool(run[f"reached_{key}"]):
@@ -172,8 +174,8 @@ def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str
                 )
         rows.append(
             {
-                "name": cell.name,
-                "link": links.get(cell.name),
+                "name": run["cell"],
+                "link": links.get(run["cell"]),
                 "outcome": run["outcome"],
                 "targets": targets,
                 "best_val": number(run.get("best_val_accuracy")),

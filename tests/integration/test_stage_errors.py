@@ -9,7 +9,7 @@ from pipeline.errors import run_cli
 from tests.conftest import REPO
 from tests.fake_data import md5, write_fashion_mnist
 
-CELL = ["--dataset", "cifar10", "--activation", "relu", "--bn", "pre", "--dropout", "0.0", "--seed", "0"]
+CELL = ["--cell", "cifar10-relu-pre-0.0-0"]
 
 
 def test_unreachable_tracking_server_fails_before_any_work(tmp_path, monkeypatch, capsys):
@@ -25,18 +25,10 @@ def test_unreachable_tracking_server_fails_before_any_work(tmp_path, monkeypatch
 
 
 def test_cell_outside_the_matrix_is_refused(tmp_path, capsys):
-    argv = [
-        "--params",
-        str(REPO / "params.yaml"),
-        "--data",
-        str(tmp_path),
-        *CELL[:-1],
-        "99",
-        "--out",
-        str(tmp_path / "o"),
-    ]
-    assert run_cli(lambda: train.main(argv)) == 1
-    assert "cifar10-relu-pre-0.0-99 is not in the matrix" in capsys.readouterr().err
+    argv = ["--params", str(REPO / "params.yaml"), "--data", str(tmp_path), "--cell", "cifar10-relu-pre-0.0-99"]
+    assert run_cli(lambda: train.main([*argv, "--out", str(tmp_path / "o")])) == 1
+    err = capsys.readouterr().err
+    assert "cifar10-relu-pre-0.0-99 is not in the matrix" in err and "python -m pipeline.dvcfile" in err
 
 
 def test_missing_prepared_data_names_the_stage(tmp_path, capsys):

@@ -9,10 +9,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
-from pipeline.cells import Cell
+from pipeline.cells import Cell, cell_settings, expand_matrix
+from pipeline.convergence import target_metrics
 from pipeline.params import load_params
-from pipeline.train import CellResult
 from tests.conftest import REPO
+
+QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
 
 META = {"data_digest": "digest", "published_data": False}
 
@@ -33,15 +35,20 @@ def _row(step: int, val_accuracy: float | None) -> dict:
     }  # fmt: skip
 
 
+def _cell(params, **axes) -> Cell:
+    (cell,) = [c for c in expand_matrix(params) if all(c[k] == v for k, v in axes.items())]
+    return cell
+
+
 def _track(params, cell, rows, tmp_path) -> None:
-    summary = {"outcome": "completed", "steps_trained": rows[-1]["step"], "test_accuracy": 0.5, "seed": cell.seed}
-    result = CellResult(history=pd.DataFrame(rows), summary=summary, model=None)
+    summary = {"outcome": "completed", "steps_trained": rows[-1]["step"], "test_accuracy": 0.5, "axes": {}}
     artifact = tmp_path / "metrics.json"
     artifact.write_text("{}")
-    with tracking.track_cell(params, cell, META, "cpu") as run:
+    times = target_metrics(pd.DataFrame(rows), params.targets_for(cell.dataset))
+    with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
         for row in rows:
             run.log_eval(row)
-        run.finish(result, [artifact])
+        run.finish(summary, times, [artifact])
 
 
 def _cells(client, experiment_name):
@@ -50,8 +57,8 @@ def _cells(client, experiment_name):
 
 
 def test_metrics_are_logged_at_their_steps(store, tmp_path):
-    params = load_params(REPO / "quick" / "params.yaml")
-    cell = Cell("cifar10", "relu", "post", 0.0, 0)
+    params = load_params(*QUICK)
+    cell = _cell(params, dataset="cifar10", activation="relu", bn="post", seed=0)
     rows = [_row(0, 0.1), _row(4, 0.35), _row(7, math.nan), _row(10, 0.45)]
     _track(params, cell, rows, tmp_path)
     (run,) = _cells(store, params.study.name)
@@ -64,17 +71,21 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
     assert "steps_to_acc50" not in run.data.metrics and run.data.metrics["test_accuracy"] == 0.5
     assert [m.step for m in store.get_metric_history(run.info.run_id, "test_accuracy")] == [10]
     assert run.data.tags["bnbench.dvc_stage"] == "train@test" and run.data.params["bn"] == "post"
+    # every axis is a param and a tag; every effective setting is a param under its dotted key
+    assert all(run.data.tags[axis] == run.data.params[axis] == str(cell[axis]) for axis in params.matrix)
+    assert run.data.params["train.optimizer.learning_rate"] == str(params.train.optimizer.learning_rate)
     assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"metrics.json"}
 
 
 def test_cells_of_a_study_share_one_parent_and_other_settings_start_another(store, tmp_path):
-    params = load_params(REPO / "quick" / "params.yaml")
+    params = load_params(*QUICK)
+    axes = {"dataset": "cifar10", "activation": "relu", "bn": "off"}
     for seed in (0, 1):
-        _track(params, Cell("cifar10", "relu", "off", 0.0, seed), [_row(0, 0.1)], tmp_path)
-    more_seeds = params.model_copy(update={"matrix": params.matrix.model_copy(update={"seed": [0, 1, 2]})})
-    _track(more_seeds, Cell("cifar10", "relu", "off", 0.0, 2), [_row(0, 0.1)], tmp_path)
+        _track(params, _cell(params, **axes, seed=seed), [_row(0, 0.1)], tmp_path)
+    more_seeds = params.model_copy(update={"matrix": {**params.matrix, "seed": [0, 1, 2]}})
+    _track(more_seeds, _cell(more_seeds, **axes, seed=2), [_row(0, 0.1)], tmp_path)
     longer = params.model_copy(update={"train": params.train.model_copy(update={"epochs": 3})})
-    _track(longer, Cell("cifar10", "relu", "off", 0.0, 0), [_row(0, 0.1)], tmp_path)
+    _track(longer, _cell(longer, **axes, seed=0), [_row(0, 0.1)], tmp_path)
 
     runs = _cells(store, params.study.name)
     parent_of = {

@@ -10,16 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import train
-from pipeline.cells import Cell
+from pipeline import training as train
+from pipeline.cell_outputs import CellOutputs, write_cell_outputs
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
 from pipeline.models import ModelSpec, build_model
-from pipeline.params import TrainParams
-from pipeline.train import WARMUP_STEPS, train_cell, write_cell_outputs
+from pipeline.params import CellSettings
+from pipeline.training import WARMUP_STEPS, train_cell
 from tests.fake_data import write_fashion_mnist
 
-CELL = Cell("fashion_mnist", "relu", "pre", 0.0, 0)
+CELL = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +34,13 @@ def data(tmp_path_factory):
     return load_prepared(root / "prepared")
 
 
-def _settings(**overrides) -> TrainParams:
-    base = {
+def _settings(cell: dict = CELL, **overrides) -> CellSettings:
+    """A cell's settings: its axes, and a small training budget with `overrides` applied."""
+    train_settings = {
         "architecture": "seed_cnn", "optimizer": {"name": "rmsprop", "learning_rate": 0.001},
         "epochs": 2, "batch_size": 32, "evals_per_epoch": 3, "bn_momentum": 0.99, "bn_epsilon": 0.001,
     }  # fmt: skip
-    return TrainParams.model_validate({**base, **overrides})
+    return CellSettings.model_validate({**cell, "train": {**train_settings, **overrides}})
 
 
 class SteppingClock:
@@ -61,7 +62,7 @@ class SteppingClock:
 
 def test_one_cell_trains_and_measures(data, tmp_path):
     seen = []
-    result = train_cell(_settings(), CELL, data, on_eval=seen.append, clock=SteppingClock())
+    result = train_cell(_settings(), data, on_eval=seen.append, clock=SteppingClock())
     history, summary = result.history, result.summary
     pd.testing.assert_frame_equal(pd.DataFrame(seen), history)  # every evaluation reaches the tracking hook
     assert history["step"].tolist() == [0, 4, 7, 10, 14, 17, 20]  # 10 steps per epoch (300 / 32), 3 passes each
@@ -78,7 +79,7 @@ def test_one_cell_trains_and_measures(data, tmp_path):
     assert summary["best_val_step"] == history.loc[best, "step"]
     assert summary["final_val_accuracy"] == history["val_accuracy"].iloc[-1]
     assert summary["final_val_loss"] == history["val_loss"].iloc[-1]
-    paths = write_cell_outputs(result, tmp_path, title="cell")
+    paths = write_cell_outputs(tmp_path, CellOutputs({"cell": "cell", **summary}, history))
     assert [p.name for p in paths] == ["metrics.json", "history.csv", "curves.png"]
     written = json.loads(paths[0].read_text())
     assert written["test_accuracy"] == summary["test_accuracy"] and written["outcome"] == "completed"
@@ -94,7 +95,7 @@ def test_test_split_is_evaluated_once_after_training(data, monkeypatch):
 
     evaluate = train.evaluate
     monkeypatch.setattr(train, "evaluate", spy)
-    result = train_cell(_settings(epochs=1), CELL, data)
+    result = train_cell(_settings(epochs=1), data)
     *validations, last = seen
     assert len(validations) == len(result.history) == 4
     assert all(images is data.val.images and labels is data.val.labels for images, labels in validations)
@@ -104,26 +105,26 @@ def test_test_split_is_evaluated_once_after_training(data, monkeypatch):
 
 
 def test_same_seed_same_curve_other_seed_other_curve(data):
-    cell = Cell("fashion_mnist", "sigmoid", "post", 0.5, 7)
+    cell = {"dataset": "fashion_mnist", "activation": "sigmoid", "bn": "post", "dropout": 0.5, "seed": 7}
     runs = [
-        train_cell(_settings(epochs=1), c, data).history["val_loss"].tolist()
-        for c in (cell, cell, Cell(**{**cell.as_dict(), "seed": 8}))
+        train_cell(_settings(c, epochs=1), data).history["val_loss"].tolist() for c in (cell, cell, {**cell, "seed": 8})
     ]
     assert runs[0] == runs[1]
     assert runs[0][0] != runs[2][0]  # another seed, another initial model
 
 
-def _nan_learning_rate(settings: TrainParams) -> TrainParams:
+def _nan_learning_rate(settings: CellSettings) -> CellSettings:
     # model_copy does not validate: the schema would refuse a NaN rate, as it should.
-    optimizer = settings.optimizer.model_copy(update={"learning_rate": math.nan})
-    return settings.model_copy(update={"optimizer": optimizer})
+    optimizer = settings.train.optimizer.model_copy(update={"learning_rate": math.nan})
+    return settings.model_copy(update={"train": settings.train.model_copy(update={"optimizer": optimizer})})
 
 
 def test_divergence_is_an_outcome_not_a_crash(data, tmp_path):
     # A NaN learning rate turns every weight into NaN at the first update (IEEE 754: NaN * g is NaN
     # for every gradient g, zero included), so this cell diverges by construction on any machine.
-    settings = _nan_learning_rate(_settings(optimizer={"name": "sgd", "learning_rate": 0.01}))
-    result = train_cell(settings, Cell("fashion_mnist", "sigmoid", "off", 0.0, 0), data)
+    sigmoid_off = {**CELL, "activation": "sigmoid", "bn": "off"}
+    settings = _nan_learning_rate(_settings(sigmoid_off, optimizer={"name": "sgd", "learning_rate": 0.01}))
+    result = train_cell(settings, data)
     summary, history = result.summary, result.history
     assert summary["outcome"] == "diverged"
     # seen at the latest at the first validation after the first update (step 4), where weights are checked
@@ -135,7 +136,7 @@ def test_divergence_is_an_outcome_not_a_crash(data, tmp_path):
     for key in ("final_val_accuracy", "final_val_loss", "test_accuracy", "test_loss"):
         assert summary[key] is None, key
     assert summary["best_val_accuracy"] == history["val_accuracy"].iloc[0]
-    write_cell_outputs(result, tmp_path, title="diverged")
+    write_cell_outputs(tmp_path, CellOutputs({"cell": "diverged", **summary}, history))
     written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert written["outcome"] == "diverged" and written["test_accuracy"] is None
     assert written["diverged_at_step"] == summary["diverged_at_step"]

@@ -6,13 +6,14 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
-from pipeline.cells import expand_matrix
+from pipeline.cells import cell_settings, expand_matrix
+from pipeline.data.datasets import DATASETS
 from pipeline.params import ParamsError, load_params
 from tests.conftest import REPO
 
 
 def _write(tmp_path, mutate):
-    yaml = YAML(typ="safe", pure=True)
+    yaml = YAML(typ="rt")  # keeps the order of keys: the matrix's order names the cells
     raw = yaml.load((REPO / "params.yaml").read_text())
     mutate(raw)
     path = tmp_path / "params.yaml"
@@ -21,16 +22,16 @@ def _write(tmp_path, mutate):
     return path
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "quick/params.yaml"])
-def test_shipped_params_are_valid(path):
-    params = load_params(REPO / path)
-    assert "off" in params.matrix.bn and len(expand_matrix(params.matrix)) >= 8
+@pytest.mark.parametrize("overlay", [[], ["studies/quick/params.yaml"]])
+def test_shipped_studies_are_valid(overlay):
+    params = load_params(REPO / "params.yaml", *(REPO / path for path in overlay))
+    assert "off" in params.matrix["bn"] and len(expand_matrix(params)) >= 8
 
 
 def test_full_study_is_the_cross_product():
-    cells = expand_matrix(load_params(REPO / "params.yaml").matrix)
+    cells = expand_matrix(load_params(REPO / "params.yaml"))
     assert len(cells) == 2 * 2 * 3 * 2 * 3
-    assert cells[0].name == "cifar10-sigmoid-off-0.0-0"
+    assert cells[0].name == "cifar10-sigmoid-off-0.0-0" and cells[-1].name == "fashion_mnist-relu-post-0.5-2"
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -75,7 +76,7 @@ def test_missing_section_is_named(tmp_path):
 def test_unquoted_off_is_read_as_dvc_reads_it(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text((REPO / "params.yaml").read_text().replace('bn: ["off", pre, post]', "bn: [off, pre, post]"))
-    assert load_params(path).matrix.bn == ["off", "pre", "post"]
+    assert load_params(path).matrix["bn"] == ["off", "pre", "post"]
 
 
 def test_cli_exits_non_zero_with_one_message(tmp_path):
@@ -84,3 +85,64 @@ def test_cli_exits_non_zero_with_one_message(tmp_path):
     assert done.returncode == 2
     assert "train.batch_size" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_overlay_changes_only_the_keys_it_holds(tmp_path):
+    overlay = tmp_path / "params.yaml"
+    overlay.write_text("matrix:\n  seed: [5]\ntrain:\n  epochs: 1\n  optimizer:\n    learning_rate: 0.5\n")
+    base = load_params(REPO / "params.yaml")
+    study = load_params(REPO / "params.yaml", overlay)
+    assert study.matrix == {**base.matrix, "seed": [5]}  # a list replaces, whole
+    assert study.train.epochs == 1 and study.train.optimizer.learning_rate == 0.5
+    assert study.train.optimizer.name == base.train.optimizer.name  # a mapping merges, key by key
+    assert study.model_dump(exclude={"matrix", "train"}) == base.model_dump(exclude={"matrix", "train"})
+
+
+def test_a_setting_of_train_becomes_an_axis_by_its_dotted_key(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["matrix"].update({"train.optimizer.learning_rate": [0.1, 0.01]}))
+    params = load_params(path)
+    cells = expand_matrix(params)
+    assert len(cells) == 72 * 2
+    assert [c.name for c in cells[:2]] == [
+        "cifar10-sigmoid-off-0.0-0-learning_rate_0.1",
+        "cifar10-sigmoid-off-0.0-0-learning_rate_0.01",
+    ]
+    settings = cell_settings(params, cells[1])
+    assert settings.train.optimizer.learning_rate == 0.01
+    assert settings.train.optimizer.name == params.train.optimizer.name and settings.seed == 0
+
+
+def test_axis_values_are_named_as_the_schema_reads_them(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["matrix"].update(dropout=[0, 0.5]))
+    assert expand_matrix(load_params(path))[0].name == "cifar10-sigmoid-off-0.0-0"
+
+
+@pytest.mark.parametrize(
+    ("axes", "needle"),
+    [
+        ({"train.epochz": [1]}, "matrix.train.epochz: not a setting that can vary"),
+        ({"train.optimizer": [{"name": "sgd"}]}, "matrix.train.optimizer: not a setting"),  # a section, not a leaf
+        ({"prepare.split_seed": [0, 1]}, "matrix.prepare.split_seed: not a setting"),
+        ({"train.batch_size": [32, 0]}, r"matrix.train.batch_size.1: Input should be greater than or equal to 1"),
+        ({"train.optimizer.name": ["sgd", "adamw"]}, "matrix.train.optimizer.name.1: Input should be"),
+        ({"train.epochs": []}, "matrix.train.epochs: needs a non-empty list"),
+        ({"train.epochs": 3}, "matrix.train.epochs: .*list"),
+    ],
+)
+def test_bad_axes_are_named(tmp_path, axes, needle):
+    path = _write(tmp_path, lambda raw: raw["matrix"].update(axes))
+    with pytest.raises(ParamsError, match=needle):
+        load_params(path)
+
+
+def test_every_cell_axis_is_required(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["matrix"].pop("seed"))
+    with pytest.raises(ParamsError, match="matrix.seed: required axis is missing"):
+        load_params(path)
+
+
+def test_a_dataset_without_targets_uses_its_defaults(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["targets"].pop("fashion_mnist"))
+    params = load_params(path)
+    assert params.targets_for("fashion_mnist") == list(DATASETS["fashion_mnist"].default_targets)
+    assert params.targets_for("cifar10") == [0.5, 0.6, 0.7]

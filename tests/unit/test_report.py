@@ -7,10 +7,13 @@ import json
 import pandas as pd
 import pytest
 
+from pipeline.cells import Cell
 from pipeline.errors import UserError
 from pipeline.params import load_params
-from pipeline.report.__main__ import build_report
+from pipeline.report.build import build_report
 from tests.conftest import REPO
+
+SHIPPED_TRAIN = load_params(REPO / "params.yaml").train.model_dump()
 
 
 def _write_cell(cells_dir, dataset, activation, bn, seed, accuracies, name=None):
@@ -29,9 +32,10 @@ def _write_cell(cells_dir, dataset, activation, bn, seed, accuracies, name=None)
         }
     )
     history.to_csv(folder / "history.csv", index=False)
+    axes = {"dataset": dataset, "activation": activation, "bn": bn, "dropout": 0.0, "seed": seed}
     summary = {
-        "dataset": dataset, "activation": activation, "bn": bn, "dropout": 0.0, "seed": seed,
-        "outcome": "completed", "steps_per_epoch": 20, "budget_steps": 10 * (n - 1), "train_seconds": 9.0,
+        "cell": Cell(tuple(axes.items())).name, "axes": axes, "settings": {"train": SHIPPED_TRAIN},
+        "outcome": "completed", "steps_per_epoch": 20, "budget_steps": 10 * (n - 1), "steps_trained": 10 * (n - 1), "train_seconds": 9.0,
         "throughput_images_per_s": 100.0, "throughput_warmup_steps": 10, "best_val_accuracy": max(accuracies), "final_val_accuracy": accuracies[-1],
         "val_auc": 0.5, "test_accuracy": accuracies[-1] - 0.01, "data_digest": f"digest-{dataset}",
         "published_data": True, "device": "cpu", "git_commit": "abc",
@@ -61,7 +65,7 @@ def test_numbers_come_from_the_histories(params, tmp_path):
     assert by_bn.loc[("off", 0), "steps_to_acc50"] == 20 and by_bn.loc[("post", 0), "steps_to_acc50"] == 10
     assert bool(by_bn.loc[("off", 0), "reached_acc70"]) is False and pd.isna(by_bn.loc[("off", 0), "steps_to_acc70"])
     assert by_bn.loc[("post", 1), "seconds_to_acc70"] == 6.0
-    assert dvc_metrics["cifar10"]["relu-bn_post-dropout_0"]["test_accuracy"] == pytest.approx(0.73)
+    assert dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0"]["test_accuracy"] == pytest.approx(0.73)
     assert "cifar10-relu-post-0.0-1" in html and "digest-cifar10" in html
     assert "Not the published datasets" not in html
 
@@ -103,7 +107,7 @@ def test_a_diverged_cell_is_counted_and_adds_no_accuracy(params, tmp_path):
     history.loc[2, ["val_accuracy", "val_loss"]] = None  # no accuracy after the divergence
     history.to_csv(diverged / "history.csv", index=False)
     html, results, dvc_metrics = build_report(params, cells)
-    post = dvc_metrics["cifar10"]["relu-bn_post-dropout_0"]
+    post = dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0"]
     assert post["test_accuracy"] == pytest.approx(0.79)  # the completed seed only, not a NaN or a 0.1
     assert results.set_index(["bn", "seed"]).loc[("post", 1), "outcome"] == "diverged"
     assert '<td class="diverged">1</td>' in html

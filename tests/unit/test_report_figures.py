@@ -9,7 +9,6 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from pipeline.cells import Cell
 from pipeline.report import figures
 from pipeline.report.collect import collect_results
 from pipeline.report.stats import complete_band
@@ -52,17 +51,19 @@ def test_every_figure_renders_with_a_diverged_run(tmp_path):
                 write_cell(cells, activation=activation, bn=bn, seed=seed, crossings=crossings, diverged_at=diverged)
     results, histories = collect_results(params, cells)
     targets = {"acc50": "0.5", "acc60": "0.6", "acc70": "0.7"}
-    diverged = frozenset({Cell("cifar10", "relu", "off", 0.0, 1)})
+    axes = list(params.matrix)
+    diverged = frozenset(c for c in histories if c.name == "cifar10-relu-off-0.0-1")
+    assert len(diverged) == 1
     pngs = [
-        figures.plot_curves("cifar10", histories, [0.5, 0.6, 0.7], diverged),
-        figures.plot_survival("cifar10", results, targets, "steps"),
-        figures.plot_survival("cifar10", results, targets, "seconds"),
-        figures.plot_accuracy_heatmap(results),
-        figures.plot_performance_profiles(results, {"cifar10": list(targets)}),
+        figures.plot_curves("cifar10", histories, [0.5, 0.6, 0.7], axes, diverged),
+        figures.plot_survival("cifar10", results, targets, "steps", axes),
+        figures.plot_survival("cifar10", results, targets, "seconds", axes),
+        figures.plot_accuracy_heatmap(results, axes),
+        figures.plot_performance_profiles(results, {"cifar10": list(targets)}, axes),
     ]
     assert all(width > 300 and height > 150 for width, height in map(_is_png, pngs))
     # Same inputs, same bytes: the page is deterministic.
-    assert figures.plot_accuracy_heatmap(results) == pngs[3]
+    assert figures.plot_accuracy_heatmap(results, axes) == pngs[3]
 
 
 def test_performance_profiles_never_count_a_miss_as_within_reach(tmp_path):
@@ -71,6 +72,8 @@ def test_performance_profiles_never_count_a_miss_as_within_reach(tmp_path):
     write_cell(cells, bn="off", crossings={0.5: 40, 0.6: None, 0.7: None})
     write_cell(cells, bn="post", crossings={0.5: 20, 0.6: 30, 0.7: None})
     results, _ = collect_results(params, cells)
-    ratios = figures.performance_profiles(results, {"cifar10": ["acc50", "acc60", "acc70"]}, "steps")
+    ratios = figures.performance_profiles(
+        results, {"cifar10": ["acc50", "acc60", "acc70"]}, "steps", list(params.matrix)
+    )
     assert ratios["post"].tolist() == [1.0, 1.0, math.inf]  # target 0.7: nobody reached it
     assert ratios["off"].tolist() == [2.0, math.inf, math.inf]

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from pipeline.report.build import build_report
-from pipeline.report.collect import AXES, SETTINGS, collect_results
+from pipeline.report.collect import axes_of, collect_results
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.mlflow_links import RunLinks
 from tests.fabricated_cells import study_params, write_cell
@@ -27,11 +27,10 @@ TEST_ACCURACY = [0.30, 0.36, 0.24, 0.33, 0.27]
 def _answers(params, cells):
     results, _ = collect_results(params, cells)
     design = Design(
-        axes=AXES,
+        axes=axes_of(params),
         targets={"cifar10": ["acc50", "acc60", "acc70"]},
         target_labels={"acc50": "0.5", "acc60": "0.6", "acc70": "0.7"},
         confidence=params.report.confidence,
-        settings=SETTINGS,
     )
     return {f.anchor: f for _, findings in answer_questions(results, design) for f in findings}
 

@@ -36,7 +36,9 @@ def test_summary_groups_seeds_and_counts_outcomes():
          "outcome": ["completed", "diverged", "completed", "completed"],
          "test_accuracy": [0.5, 0.1, 0.8, 0.9], "reached_acc50": [True, False, True, True]}
     )  # fmt: skip
-    summary = summarize(results, ["test_accuracy", "reached_acc50"], 0.95).set_index("bn")
+    summary = summarize(
+        results, ["dataset", "activation", "bn", "dropout"], ["test_accuracy", "reached_acc50"], 0.95
+    ).set_index("bn")
     assert summary.loc["off", "seeds"] == 2 and summary.loc["off", "diverged"] == 1
     assert summary.loc["pre", "test_accuracy.mean"] == pytest.approx(0.85)
     assert summary.loc["off", "reached_acc50"] == 1

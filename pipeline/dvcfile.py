@@ -1,0 +1,245 @@
+"""Write each study's dvc.yaml from its params: one definition, no hand copies.
+
+A study is the repository root (the main study: params.yaml) or a folder
+studies/<name>/ whose params.yaml is an overlay: only the keys it changes, laid
+over the root params.yaml. For every study this writes its dvc.yaml:
+
+    fetch     (main study only) one stage per known dataset; every study shares data/raw/
+    prepare   one stage per dataset of the study's matrix
+    train     one stage per cell, train@<cell name>, with the cell as its one argument
+    report    the study's page
+
+Each stage depends on exactly the project modules its entry point imports (found
+by reading the imports, lazy ones included), so a code change re-runs exactly the
+stages it affects; on the params sections it reads; and on its data.
+
+Run:    python -m pipeline.dvcfile            (rewrite every study's dvc.yaml)
+        python -m pipeline.dvcfile --check    (exit 1 if one is out of date)
+Each stage also refuses to run from an out-of-date dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from pipeline.cells import expand_matrix
+from pipeline.data.datasets import DATASETS
+from pipeline.errors import UserError, run_cli
+from pipeline.params import load_params
+
+PACKAGE = "pipeline"
+STUDIES = "studies"
+GENERATOR = "uv run python -m pipeline.dvcfile"
+# Files a module reads at run time that no import shows.
+DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
+
+
+def repo_root(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PACKAGE).is_dir() and (folder / "params.yaml").is_file():
+            return folder
+    raise UserError(f"{here}: not inside a bnbench repository (no params.yaml and {PACKAGE}/ above)")
+
+
+def study_dirs(root: Path) -> list[Path]:
+    """The main study, then every overlay under studies/, by name."""
+    return [root, *sorted(p.parent for p in (root / STUDIES).glob("*/params.yaml"))]
+
+
+def params_files(root: Path, study: Path) -> list[str]:
+    """The files a study's settings come from, relative to its folder: the base, then its overlay."""
+    if study.resolve() == root.resolve():
+        return ["params.yaml"]
+    return [os.path.relpath(root / "params.yaml", study), "params.yaml"]
+
+
+# -- which project files a stage's code is ------------------------------------------------------
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(root: Path, path: Path, module: str) -> set[str]:
+    """Project modules `path` imports anywhere in it (functions too), as dotted names."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # `from pipeline.data import prepared` imports a module; `from pipeline.x import f` a name.
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] == PACKAGE and _module_file(root, n))
+    return found
+
+
+def code_deps(root: Path, entry: str) -> list[str]:
+    """Files (relative to root) of `entry` and every project module it imports, transitively.
+
+    A folder stands for all of its files when every one of its modules is needed.
+    """
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        todo += sorted(_imports(root, _module_file(root, module), module))
+    files = {_module_file(root, m).relative_to(root).as_posix() for m in seen}
+    files |= {extra for f in list(files) for extra in DATA_FILES.get(f, [])}
+    return _fold_folders(root, files)
+
+
+def _fold_folders(root: Path, files: set[str]) -> list[str]:
+    """Replace the files of a subpackage by its folder when every one of its modules is needed."""
+    subpackages = sorted({Path(f).parent.as_posix() for f in files if "/" in Path(f).parent.as_posix()})
+    for folder in subpackages:  # shallow first: a folded parent leaves nothing of its children to fold
+        modules = {p.relative_to(root).as_posix() for p in (root / folder).rglob("*.py")}
+        if modules and modules <= files:
+            files = {f for f in files if not f.startswith(folder + "/")} | {folder}
+    return sorted(files)
+
+
+# -- the stages ---------------------------------------------------------------------------------
+
+
+def _params_deps(root: Path, study: Path, files: list[str], sections: list[str] | None) -> list:
+    """DVC params entries: per file, the wanted sections it has (None: every section of it)."""
+    entries: list = []
+    for name in files:
+        raw = YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8")) or {}
+        keys = [k for k in raw if sections is None or k in sections]
+        if keys:
+            entries.append({name: keys} if name != "params.yaml" else keys)
+    flat: list = []
+    for entry in entries:
+        flat += entry if isinstance(entry, list) else [entry]
+    return flat
+
+
+def pipeline_definition(root: Path, study: Path) -> dict:
+    files = params_files(root, study)
+    params = load_params(*(study / f for f in files))
+    up = os.path.relpath(root, study)
+    up = "" if up == "." else up + "/"
+    with_params = " ".join(f"--params {f}" for f in files)
+
+    def code(entry: str) -> list[str]:
+        return [up + f for f in code_deps(root, entry)]
+
+    stages: dict = {}
+    if not up:
+        stages["fetch"] = {
+            "foreach": sorted(DATASETS),
+            "do": {
+                "cmd": "python -m pipeline.fetch --dataset ${item} --out data/raw/${item}",
+                "deps": code("pipeline.fetch"),
+                "outs": ["data/raw/${item}"],
+            },
+        }
+    datasets = list(dict.fromkeys(cell.dataset for cell in expand_matrix(params)))
+    stages["prepare"] = {
+        "foreach": datasets,
+        "do": {
+            "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
+            f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
+            "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
+            "params": _params_deps(root, study, files, ["prepare"]),
+            "outs": ["data/prepared/${item}"],
+        },
+    }
+    stages["train"] = {
+        "foreach": {cell.name: {"dataset": cell.dataset} for cell in expand_matrix(params)},
+        "do": {
+            "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
+            "--data data/prepared/${item.dataset} --out results/cells/${key}",
+            "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
+            "params": _params_deps(root, study, files, ["train"]),
+            "outs": ["results/cells/${key}"],
+        },
+    }
+    stages["report"] = {
+        # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
+        "cmd": f"python -m pipeline.report {with_params} --cells results/cells --lock dvc.lock --out reports",
+        "deps": [*code("pipeline.report.__main__"), "results/cells"],
+        "params": _params_deps(root, study, files, None),  # it loads the whole study: every section
+        "outs": ["reports/index.html", "reports/results.csv"],
+        "metrics": [{"reports/metrics.json": {"cache": False}}],
+    }
+    return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}
+
+
+def render(root: Path, study: Path) -> str:
+    name = "the main study" if study.resolve() == root.resolve() else f"the study {study.name}"
+    header = (
+        f"# Generated for {name} from {' + '.join(params_files(root, study))} by `{GENERATOR}`.\n"
+        "# Do not edit: change the params, then run that command. A stage refuses to run from an\n"
+        "# out-of-date copy, and a test fails if one is committed.\n"
+    )
+    buffer = io.StringIO()
+    yaml = YAML()
+    yaml.width = 4096  # one command per line
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.dump(pipeline_definition(root, study), buffer)
+    return header + buffer.getvalue()
+
+
+def ensure_current(study: Path | None = None) -> None:
+    """Inside a DVC stage: refuse to run from a dvc.yaml that the study's params no longer give."""
+    if "DVC_STAGE" not in os.environ:
+        return
+    study = (study or Path.cwd()).resolve()
+    path = study / "dvc.yaml"
+    if path.is_file() and path.read_text(encoding="utf-8") != render(repo_root(study), study):
+        raise UserError(
+            f"{path} is out of date with the study's params (a changed matrix, overlay or import); "
+            f"run `{GENERATOR}` in {repo_root(study)}, then `dvc repro` again"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a dvc.yaml is out of date")
+    args = parser.parse_args(argv)
+    root = repo_root()
+    stale = []
+    for study in study_dirs(root):
+        path = study / "dvc.yaml"
+        text = render(root, study)
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path.relative_to(root).as_posix())
+        if not args.check:
+            path.write_text(text, encoding="utf-8")
+    if args.check and stale:
+        raise UserError(f"out of date: {', '.join(stale)}; run `{GENERATOR}`")
+    print(f"dvcfile: {len(study_dirs(root))} studies, {'rewrote ' + ', '.join(stale) if stale else 'all current'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,48 @@
+"""Run one cell end to end: load its data, train it under MLflow, write its outputs.
+
+The one entry point for training a cell; the DVC `train` stage calls it, and so
+will a runner that trains many cells in one warm process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.cell_outputs import CellOutputs, write_cell_outputs
+from pipeline.cells import Cell, cell_settings
+from pipeline.convergence import target_metrics
+from pipeline.data.prepared import load_prepared
+from pipeline.device import check_device
+from pipeline.errors import UserError
+from pipeline.params import Params
+from pipeline.provenance import git_commit
+from pipeline.training import train_cell
+
+
+def run_cell(params: Params, cell: Cell, data_dir: Path, out_dir: Path) -> dict:
+    """Train `cell` of the study `params` on the prepared data in `data_dir`; returns its summary."""
+    from pipeline import tracking  # MLflow only where it is used: the training library stays importable without it
+
+    if not (data_dir / "meta.json").is_file():
+        raise UserError(f"{data_dir}: no prepared data; run `dvc repro prepare@{cell.dataset}` first")
+    tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
+    settings = cell_settings(params, cell)
+    device = check_device()
+    data = load_prepared(data_dir)
+    with tracking.track_cell(params, cell, settings, data.meta, device) as run:
+        result = train_cell(settings, data, on_eval=run.log_eval)
+        summary = {
+            "cell": cell.name,
+            "axes": cell.as_dict(),
+            "settings": settings.model_dump(),
+            **result.summary,
+            "data_digest": data.meta["data_digest"],
+            "published_data": data.meta["published_data"],
+            "device": device,
+            "git_commit": git_commit(),
+        }
+        paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history))
+        # Times to the study's targets go to MLflow only: the report recomputes them, since
+        # targets can change without retraining.
+        run.finish(summary, target_metrics(result.history, params.targets_for(cell.dataset)), paths)
+    return summary
