@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.datasets import DATASETS
 from pipeline.data.download import verify_files
 from pipeline.data.prepared import SPLITS, channel_stats, data_digest, split_dataset, write_prepared
-from pipeline.data.readers import READERS, read_raw
 from pipeline.errors import run_cli
 from pipeline.params import PrepareParams, load_params
 
@@ -26,7 +26,7 @@ from pipeline.params import PrepareParams, load_params
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--dataset", required=True, choices=sorted(READERS))
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def prepare_dataset(dataset: str, raw_dir: Path, settings: PrepareParams):
     """Parse, split and describe one dataset; returns the splits and their meta record."""
     files = verify_files(raw_dir)
-    raw = read_raw(dataset, raw_dir)
+    raw = DATASETS[dataset].read(raw_dir)
     splits = split_dataset(
         raw,
         val_fraction=settings.val_fraction,
