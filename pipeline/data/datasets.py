@@ -1,7 +1,8 @@
 """One descriptor per dataset: every fact the pipeline holds about a dataset, in one place.
 
 Fetch downloads the files named in `md5` from `base_url` and verifies them; prepare
-parses them with `read`.
+parses them with `read`, checks the arrays against `input_shape` and `class_names`, and
+writes both into meta.json, so parsers return arrays and nothing else.
 """
 
 from __future__ import annotations
