@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.data.datasets import DATASETS
 from pipeline.data.download import (
     CHECKSUMS_ENV,
     cache_dir_from_env,
@@ -23,7 +24,6 @@ from pipeline.data.download import (
     load_checksum_overrides,
     mirror_from_env,
 )
-from pipeline.data.sources import SOURCES
 from pipeline.errors import run_cli
 from pipeline.params import load_params
 
@@ -31,7 +31,7 @@ from pipeline.params import load_params
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays; validated first")
-    parser.add_argument("--dataset", required=True, choices=sorted(SOURCES))
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
 

@@ -1,8 +1,11 @@
-"""The study's settings: one typed, frozen schema for params.yaml.
+"""The study's settings: one typed, frozen schema for params.yaml and its overlays.
 
-Every stage loads the whole file through `load_params`, so a wrong key or value
-anywhere stops the first stage that runs, before it does any work. Check a file
-by hand with `python -m pipeline.params [params.yaml]`.
+A study's settings are params.yaml with its overlay (studies/<name>/params.yaml,
+only the keys it changes) laid over it. Every stage loads them whole through
+`load_params`, so a wrong key or value anywhere stops the first stage that runs,
+before it does any work. `matrix:` names the axes; a cell's settings are the
+study's with its axis values applied (`apply_axes`), validated by the same schema.
+Check a study by hand with `python -m pipeline.params params.yaml [overlay]`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
-from pipeline.data.datasets import descriptor
+from pipeline.data.datasets import DATASETS, descriptor
 from pipeline.errors import UserError
 
-Dataset = Literal["cifar10", "fashion_mnist"]
+Dataset = Literal[tuple(DATASETS)]  # one descriptor per dataset: pipeline/data/datasets.py
 Activation = Literal["sigmoid", "relu", "tanh", "elu", "selu", "gelu", "silu"]
 BatchNorm = Literal["off", "pre", "post"]
 Architecture = Literal["seed_cnn", "strided_cnn", "mlp"]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.datasets import DATASETS, DatasetDescriptor
 from pipeline.data.download import verify_files
 from pipeline.data.prepared import SPLITS, channel_stats, data_digest, split_dataset, write_prepared
-from pipeline.data.readers import READERS, read_raw
+from pipeline.data.raw import FormatError, RawDataset
 from pipeline.errors import run_cli
 from pipeline.params import PrepareParams, load_params
 
@@ -26,16 +27,37 @@ from pipeline.params import PrepareParams, load_params
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays (repeatable)")
-    parser.add_argument("--dataset", required=True, choices=sorted(READERS))
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--raw", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
 
 
+def check_parsed(spec: DatasetDescriptor, raw: RawDataset, raw_dir: Path) -> None:
+    """Stop arrays that differ from the descriptor: models are built from its shape and class count."""
+    for split, images, labels in (
+        ("train", raw.train_images, raw.train_labels),
+        ("test", raw.test_images, raw.test_labels),
+    ):
+        if images.shape[1:] != spec.input_shape:
+            raise FormatError(
+                f"prepare: {spec.name}: {split} images parsed from {raw_dir} are {images.shape[1:]}, but the "
+                f"descriptor says {spec.input_shape} (height, width, channels); these are not {spec.name}'s files"
+            )
+        outside = labels[labels >= len(spec.class_names)]
+        if outside.size:
+            raise FormatError(
+                f"prepare: {spec.name}: {split} label {outside.max()} parsed from {raw_dir} is outside "
+                f"0-{len(spec.class_names) - 1}, the descriptor's {len(spec.class_names)} classes"
+            )
+
+
 def prepare_dataset(dataset: str, raw_dir: Path, settings: PrepareParams):
     """Parse, split and describe one dataset; returns the splits and their meta record."""
+    spec = DATASETS[dataset]
     files = verify_files(raw_dir)
-    raw = read_raw(dataset, raw_dir)
+    raw = spec.read(raw_dir)
+    check_parsed(spec, raw, raw_dir)
     splits = split_dataset(
         raw,
         val_fraction=settings.val_fraction,
@@ -46,11 +68,11 @@ def prepare_dataset(dataset: str, raw_dir: Path, settings: PrepareParams):
     mean, std = channel_stats(splits["train"].images)
     meta = {
         "dataset": dataset,
-        "class_names": raw.class_names,
-        "input_shape": list(splits["train"].images.shape[1:]),
+        "class_names": list(spec.class_names),
+        "input_shape": list(spec.input_shape),
         "examples": {name: int(len(splits[name].labels)) for name in SPLITS},
         "class_counts": {
-            name: np.bincount(splits[name].labels, minlength=len(raw.class_names)).tolist() for name in SPLITS
+            name: np.bincount(splits[name].labels, minlength=len(spec.class_names)).tolist() for name in SPLITS
         },
         "mean": mean,  # per channel, pixels in [0, 1], training split only
         "std": std,

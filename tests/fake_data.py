@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,17 +81,29 @@ def write_fashion_mnist(folder: Path, train: int, test: int, seed: int = 0) -> N
         write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
 
 
+def _write_cifar10_files(folder: Path, train: int, test: int) -> None:
+    write_cifar10(folder / "cifar-10-binary.tar.gz", train // 5, test)  # the training set is five batch files
+
+
+# One writer per dataset in pipeline/data/datasets.py: writer(folder, train, test) puts the dataset's
+# original files, holding `train` and `test` images, into `folder`.
+WRITERS: dict[str, Callable[[Path, int, int], None]] = {
+    "cifar10": _write_cifar10_files,
+    "fashion_mnist": write_fashion_mnist,
+}
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def write_mirror(root: Path, *, cifar_per_batch: int, cifar_test: int, fmnist_train: int, fmnist_test: int) -> Path:
     """Write both datasets under `root`; returns the checksums JSON for BNBENCH_DATA_CHECKSUMS."""
-    (root / "cifar10").mkdir(parents=True, exist_ok=True)
-    (root / "fashion_mnist").mkdir(parents=True, exist_ok=True)
-    write_cifar10(root / "cifar10" / "cifar-10-binary.tar.gz", cifar_per_batch, cifar_test)
-    write_fashion_mnist(root / "fashion_mnist", fmnist_train, fmnist_test)
-    checksums = {d: {p.name: md5(p) for p in sorted((root / d).iterdir())} for d in ("cifar10", "fashion_mnist")}
+    sizes = {"cifar10": (5 * cifar_per_batch, cifar_test), "fashion_mnist": (fmnist_train, fmnist_test)}
+    for dataset, (train, test) in sizes.items():
+        (root / dataset).mkdir(parents=True, exist_ok=True)
+        WRITERS[dataset](root / dataset, train, test)
+    checksums = {d: {p.name: md5(p) for p in sorted((root / d).iterdir())} for d in sizes}
     path = root / "checksums.json"
     path.write_text(json.dumps(checksums, indent=2), encoding="utf-8")
     return path

@@ -1,1 +1,1 @@
-"""Dataset sources, download and verification, file-format parsers and the prepared arrays."""
+"""Dataset descriptors, download and verification, file-format parsers and the prepared arrays."""

@@ -18,7 +18,6 @@ ARCHIVE = "cifar-10-binary.tar.gz"
 _FOLDER = "cifar-10-batches-bin"
 TRAIN_BATCHES = [f"{_FOLDER}/data_batch_{i}.bin" for i in range(1, 6)]
 TEST_BATCH = f"{_FOLDER}/test_batch.bin"
-CLASS_NAMES = f"{_FOLDER}/batches.meta.txt"
 _SIDE = 32
 _RECORD = 1 + 3 * _SIDE * _SIDE
 
@@ -40,8 +39,6 @@ def _parse_batch(blob: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise FormatError(f"{name}: {len(blob)} bytes is not a whole number of {_RECORD}-byte records")
     records = np.frombuffer(blob, dtype=np.uint8).reshape(-1, _RECORD)
     labels = records[:, 0].copy()
-    if labels.max() > 9:
-        raise FormatError(f"{name}: label {labels.max()} outside 0-9")
     images = records[:, 1:].reshape(-1, 3, _SIDE, _SIDE).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
@@ -57,15 +54,11 @@ def read_cifar10(raw_dir: Path) -> RawDataset:
         try:
             train = [_parse_batch(_read_member(archive, n, path), n) for n in TRAIN_BATCHES]
             test_images, test_labels = _parse_batch(_read_member(archive, TEST_BATCH, path), TEST_BATCH)
-            names = _read_member(archive, CLASS_NAMES, path).decode("ascii").split()
         except (tarfile.TarError, OSError, EOFError) as error:
             raise FormatError(f"{path}: archive is truncated or corrupt ({error})") from None
-    if len(names) != 10:
-        raise FormatError(f"{path}: {CLASS_NAMES} lists {len(names)} classes, expected 10")
     return RawDataset(
         train_images=np.concatenate([images for images, _ in train]),
         train_labels=np.concatenate([labels for _, labels in train]),
         test_images=test_images,
         test_labels=test_labels,
-        class_names=names,
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pooch
 import requests
 
-from pipeline.data.sources import SOURCES
+from pipeline.data.datasets import DATASETS
 from pipeline.errors import UserError
 
 MIRROR_ENV = "BNBENCH_DATA_MIRROR"
@@ -57,15 +57,15 @@ def load_checksum_overrides(path: str | None) -> dict[str, dict[str, str]]:
     if not isinstance(overrides, dict):
         raise DownloadError(f"{CHECKSUMS_ENV}={path}: expected {{dataset: {{file name: md5}}}}")
     for dataset, files in overrides.items():
-        if dataset not in SOURCES:
-            raise DownloadError(f"{CHECKSUMS_ENV}={path}: unknown dataset {dataset!r} (known: {', '.join(SOURCES)})")
+        if dataset not in DATASETS:
+            raise DownloadError(f"{CHECKSUMS_ENV}={path}: unknown dataset {dataset!r} (known: {', '.join(DATASETS)})")
         if not isinstance(files, dict):
             raise DownloadError(f"{CHECKSUMS_ENV}={path}: {dataset} must map file names to md5s")
         for name, md5 in files.items():
-            if name not in SOURCES[dataset].md5:
+            if name not in DATASETS[dataset].md5:
                 raise DownloadError(
                     f"{CHECKSUMS_ENV}={path}: {dataset} has no file {name!r} "
-                    f"(expected one of {', '.join(SOURCES[dataset].md5)})"
+                    f"(expected one of {', '.join(DATASETS[dataset].md5)})"
                 )
             if not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5.lower())):
                 raise DownloadError(f"{CHECKSUMS_ENV}={path}: {dataset}/{name}: {md5!r} is not an md5")
@@ -73,12 +73,12 @@ def load_checksum_overrides(path: str | None) -> dict[str, dict[str, str]]:
 
 
 def expected_md5(dataset: str, overrides: dict[str, dict[str, str]]) -> dict[str, str]:
-    return {**SOURCES[dataset].md5, **{k: v.lower() for k, v in overrides.get(dataset, {}).items()}}
+    return {**DATASETS[dataset].md5, **{k: v.lower() for k, v in overrides.get(dataset, {}).items()}}
 
 
 def _base_location(dataset: str, mirror: str | None) -> str:
     if not mirror:
-        return SOURCES[dataset].base_url
+        return DATASETS[dataset].base_url
     return mirror.rstrip("/") + f"/{dataset}/"
 
 
@@ -147,7 +147,7 @@ def fetch_dataset(
                 f"Check the network, or set {MIRROR_ENV} to a mirror (http(s) URL or directory)."
             ) from None
         shutil.copyfile(cached, out_dir / name)
-    published = md5 == SOURCES[dataset].md5
+    published = md5 == DATASETS[dataset].md5
     return FetchedFiles(dataset=dataset, md5=md5, published=published)
 
 

@@ -7,24 +7,17 @@ from pathlib import Path
 from pipeline.data.idx import read_idx
 from pipeline.data.raw import FormatError, RawDataset
 
-# Label order from the dataset's README.
-CLASS_NAMES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
-
 
 def _read_pair(raw_dir: Path, prefix: str):
     images = read_idx(raw_dir / f"{prefix}-images-idx3-ubyte.gz")
     labels = read_idx(raw_dir / f"{prefix}-labels-idx1-ubyte.gz")
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise FormatError(f"{raw_dir}: {prefix} images {images.shape} do not match labels {labels.shape}")
-    if labels.max() >= len(CLASS_NAMES):
-        raise FormatError(f"{raw_dir}: {prefix} label {labels.max()} outside 0-9")
     return images[..., None], labels  # add the channel axis: (N, 28, 28, 1)
 
 
 def read_fashion_mnist(raw_dir: Path) -> RawDataset:
+    """Images (N, 28, 28, 1) and labels of both sets, from the four IDX files in `raw_dir`."""
     train_images, train_labels = _read_pair(raw_dir, "train")
     test_images, test_labels = _read_pair(raw_dir, "t10k")
-    return RawDataset(train_images, train_labels, test_images, test_labels, list(CLASS_NAMES))
+    return RawDataset(train_images, train_labels, test_images, test_labels)

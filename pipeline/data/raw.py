@@ -1,4 +1,4 @@
-"""What every dataset parser returns."""
+"""What every dataset parser returns: the arrays only; names and shapes are in the descriptor."""
 
 from __future__ import annotations
 
@@ -19,4 +19,3 @@ class RawDataset:
     train_labels: np.ndarray  # (N,) uint8
     test_images: np.ndarray
     test_labels: np.ndarray
-    class_names: list[str]

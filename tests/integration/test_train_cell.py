@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import training as train
 from pipeline.cell_outputs import CellOutputs, write_cell_outputs
+from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
 from pipeline.models import ModelSpec, build_model
@@ -29,7 +30,13 @@ def data(tmp_path_factory):
     raw = read_fashion_mnist(root)
     splits = split_dataset(raw, val_fraction=0.25, seed=0)  # 300 train (10 steps of 32), 100 val
     mean, std = channel_stats(splits["train"].images)
-    meta = {"mean": mean, "std": std, "class_names": raw.class_names, "data_digest": "d", "published_data": False}
+    meta = {
+        "mean": mean,
+        "std": std,
+        "class_names": list(DATASETS["fashion_mnist"].class_names),
+        "data_digest": "d",
+        "published_data": False,
+    }
     write_prepared(root / "prepared", splits, meta)
     return load_prepared(root / "prepared")
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from pipeline.data.datasets import DATASETS
 from pipeline.data.download import DownloadError, fetch_dataset, load_checksum_overrides, verify_files
-from pipeline.data.sources import SOURCES
 from tests.fake_data import md5, write_fashion_mnist
 
 
@@ -26,7 +26,7 @@ def test_local_mirror_is_verified_and_copied(tmp_path, mirror):
     root, sums = mirror
     out = tmp_path / "raw"
     fetched = fetch_dataset("fashion_mnist", out, mirror=str(root), overrides=sums, cache_dir=tmp_path / "cache")
-    assert sorted(p.name for p in out.iterdir()) == sorted(SOURCES["fashion_mnist"].md5)
+    assert sorted(p.name for p in out.iterdir()) == sorted(DATASETS["fashion_mnist"].md5)
     assert fetched.published is False and fetched.md5 == sums["fashion_mnist"]
     _write_record(out, fetched)
     assert verify_files(out).md5 == sums["fashion_mnist"]

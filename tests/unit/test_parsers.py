@@ -42,7 +42,6 @@ def test_fashion_mnist_reader_adds_the_channel_axis(tmp_path):
     write_fashion_mnist(tmp_path, train=50, test=20)
     raw = read_fashion_mnist(tmp_path)
     assert raw.train_images.shape == (50, 28, 28, 1) and raw.test_images.shape == (20, 28, 28, 1)
-    assert raw.class_names[0] == "T-shirt/top" and len(raw.class_names) == 10
 
 
 def test_fashion_mnist_reader_rejects_mismatched_counts(tmp_path):
@@ -87,7 +86,6 @@ def test_cifar_archive_parses_to_images_and_labels(tmp_path):
     raw = read_cifar10(tmp_path)
     assert raw.train_images.shape == (150, 32, 32, 3) and raw.train_labels.shape == (150,)
     assert raw.test_images.shape == (20, 32, 32, 3)
-    assert raw.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     with tarfile.open(tmp_path / "cifar-10-binary.tar.gz") as archive:
         blob = archive.extractfile("cifar-10-batches-bin/data_batch_1.bin").read()
     first = np.frombuffer(blob[:3073], np.uint8)

@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, data_digest, load_prepared, split_dataset, write_prepared
-from pipeline.data.raw import RawDataset
+from pipeline.data.raw import FormatError, RawDataset
 from pipeline.params import PrepareParams
-from pipeline.prepare import prepare_dataset
+from pipeline.prepare import check_parsed, prepare_dataset
 from tests.fake_data import md5, write_fashion_mnist
 
 
@@ -51,7 +52,7 @@ def test_split_is_seeded(raw):
 def _imbalanced(raw: RawDataset) -> RawDataset:
     """The same images with skewed classes: 60% class 0, the rest spread evenly over 1-9."""
     labels = np.where(np.arange(len(raw.train_labels)) % 5 < 3, 0, 1 + np.arange(len(raw.train_labels)) % 9)
-    return RawDataset(raw.train_images, labels.astype(np.uint8), raw.test_images, raw.test_labels, raw.class_names)
+    return RawDataset(raw.train_images, labels.astype(np.uint8), raw.test_images, raw.test_labels)
 
 
 def test_subsets_keep_the_class_proportions(raw):
@@ -84,12 +85,30 @@ def test_prepare_stage_takes_statistics_from_the_training_split_only(tmp_path):
     assert meta["mean"] == pytest.approx([train_pixels.mean()], rel=1e-12)
     assert meta["std"] == pytest.approx([train_pixels.std()], rel=1e-12)
     assert meta["examples"] == {"train": 450, "val": 150, "test": 100}
+    assert meta["class_names"][0] == "T-shirt/top" and len(meta["class_names"]) == 10
+    assert meta["input_shape"] == [28, 28, 1]
+
+
+def test_images_of_another_shape_than_the_descriptor_are_refused(raw, tmp_path):
+    # Fashion-MNIST's arrays where CIFAR-10's are expected: what other data behind replaced checksums would give.
+    with pytest.raises(FormatError, match=r"are \(28, 28, 1\), but the descriptor says \(32, 32, 3\)"):
+        check_parsed(DATASETS["cifar10"], raw, tmp_path)
+
+
+def test_labels_beyond_the_class_names_are_refused(raw, tmp_path):
+    labels = raw.test_labels.copy()
+    labels[3] = 10  # one past the last of Fashion-MNIST's ten classes
+    beyond = RawDataset(raw.train_images, raw.train_labels, raw.test_images, labels)
+    with pytest.raises(FormatError, match="test label 10 .* outside 0-9"):
+        check_parsed(DATASETS["fashion_mnist"], beyond, tmp_path)
 
 
 def test_normalization_uses_the_training_split_only(raw, tmp_path):
     splits = split_dataset(raw, val_fraction=0.1, seed=0)
     mean, std = channel_stats(splits["train"].images)
-    write_prepared(tmp_path / "out", splits, {"mean": mean, "std": std, "class_names": raw.class_names})
+    write_prepared(
+        tmp_path / "out", splits, {"mean": mean, "std": std, "class_names": list(DATASETS["fashion_mnist"].class_names)}
+    )
     data = load_prepared(tmp_path / "out")
     assert abs(float(data.train.images.mean())) < 1e-4 and abs(float(data.train.images.std()) - 1) < 1e-3
     expected = (splits["val"].images.astype(np.float32) / 255 - np.float32(mean[0])) / np.float32(std[0])
