@@ -1,6 +1,6 @@
 """Benchmark: wall time of the quick study, end to end, on this machine.
 
-Target: `dvc repro quick/dvc.yaml` finishes within 10 minutes on a 2-core CPU,
+Target: `dvc repro studies/quick/dvc.yaml` finishes within 10 minutes on a 2-core CPU,
 downloads from a local mirror included. This copies the repository (as a fresh
 clone would have it) into a temporary folder, writes full-size synthetic datasets
 in the original formats as a local mirror, runs the quick study there, and reports
@@ -27,8 +27,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tests.e2e.conftest import copy_repo  # noqa: E402
-from tests.fake_data import write_mirror  # noqa: E402
+from tools.fake_data import write_mirror  # noqa: E402
+from tools.repo_copy import copy_repo  # noqa: E402
 
 TARGET_S = 600
 
@@ -71,7 +71,7 @@ def main() -> None:
             BNBENCH_CACHE_DIR=str(root / "download-cache"),
             PYTHONPATH=str(repo),
         )
-        total, stages = run_timed([sys.executable, "-m", "dvc", "repro", "quick/dvc.yaml"], repo, env)
+        total, stages = run_timed([sys.executable, "-m", "dvc", "repro", "studies/quick/dvc.yaml"], repo, env)
     cells = {k: v for k, v in stages.items() if ":train@" in k}
     record = {
         "total_s": total,

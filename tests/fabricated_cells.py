@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from pipeline.cells import Cell
 from pipeline.params import Params, parse_params, set_dotted
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 EVAL_EVERY = 1  # optimizer steps between validation passes: every step, so any step can be planted
 BUDGET = 100  # optimizer steps per run

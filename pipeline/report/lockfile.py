@@ -7,7 +7,7 @@ would make the page depend on its own previous output; the digest therefore cove
 every stage's entry except the report's, in a canonical form (JSON, sorted keys).
 
 Reads:  a dvc.lock file.
-Run:    python -m pipeline.report.lockfile quick/dvc.lock   (prints the digest the page shows)
+Run:    python -m pipeline.report.lockfile studies/quick/dvc.lock   (prints the digest the page shows)
 """
 
 from __future__ import annotations

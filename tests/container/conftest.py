@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QuietHandler
-from tests.e2e.conftest import _shrink, copy_repo
-from tests.fake_data import write_mirror
+from tests.helpers import QuietHandler, shrink_quick_study
+from tools.fake_data import write_mirror
+from tools.repo_copy import copy_repo
 
 BASE_IMAGE = "local/debian:bookworm"  # stands in for the public debian:bookworm-slim
 IMAGE = "bnbench:cpu"
@@ -246,7 +246,7 @@ def stack(engine, tmp_path_factory):
     # A fresh clone of the study, shrunk, owned by the user the containers run as.
     repo, cache = root / "repo", root / "download-cache"
     copy_repo(repo)
-    _shrink(repo / "quick" / "params.yaml")
+    shrink_quick_study(repo)
     (repo / ".dvc" / "cache").mkdir(parents=True)
     checksums = write_mirror(root / "mirror", cifar_per_batch=100, cifar_test=200, fmnist_train=500, fmnist_test=200)
     cache.mkdir()
@@ -271,7 +271,7 @@ def stack(engine, tmp_path_factory):
     try:
         with serve_on(gateway, root / "mirror") as mirror_port:
             env["BNBENCH_DATA_MIRROR"] = f"http://host.docker.internal:{mirror_port}"
-            repro = ["docker", "compose", "run", "--rm", "pipeline-cpu", "dvc", "repro", "quick/dvc.yaml"]
+            repro = ["docker", "compose", "run", "--rm", "pipeline-cpu", "dvc", "repro", "studies/quick/dvc.yaml"]
             # Bad input first: the pipeline without its server fails with the fix, keeping what it finished.
             unreachable = run(
                 [*repro[:4], "--no-deps", *repro[4:]],

@@ -26,7 +26,7 @@ def test_without_its_server_the_pipeline_stops_with_the_fix_and_keeps_finished_s
     assert "bnbench: the MLflow tracking server at http://mlflow:5000 is unreachable" in done.stdout
     assert "docker compose up -d mlflow" in done.stdout
     # A dataset's fetch and prepare finished before its first cell stopped; the real run did not redo them.
-    finished = re.findall(r"Running stage '((?:fetch|quick/dvc.yaml:prepare)@\w+)'", done.stdout)
+    finished = re.findall(r"Running stage '((?:fetch|studies/quick/dvc.yaml:prepare)@\w+)'", done.stdout)
     assert len(finished) >= 2 and not any(f"Running stage '{stage}'" in stack.study.stdout for stage in finished)
 
 
@@ -45,7 +45,7 @@ def test_one_finished_run_per_cell_on_the_server_under_the_study(stack):
     (parent,) = {r.data.tags["mlflow.parentRunId"] for r in cells}
     assert client.get_run(parent).data.tags["bnbench.role"] == "study" and len(runs) == len(CELLS) + 1
     for cell in cells:
-        assert cell.data.tags["bnbench.dvc_stage"] == f"quick/dvc.yaml:train@{cell.data.tags['bnbench.cell']}"
+        assert cell.data.tags["bnbench.dvc_stage"] == f"studies/quick/dvc.yaml:train@{cell.data.tags['bnbench.cell']}"
         assert len(client.get_metric_history(cell.info.run_id, "val_accuracy")) == 3  # step 0 and two passes
         # Artifacts went through the server into its volume, not into the repository.
         assert {"history.csv", "metrics.json", "curves.png"} <= {
@@ -55,9 +55,9 @@ def test_one_finished_run_per_cell_on_the_server_under_the_study(stack):
 
 
 def test_the_report_is_in_the_mounted_repository(stack):
-    html = (stack.repo / "quick" / "reports" / "index.html").read_text()
+    html = (stack.repo / "studies" / "quick" / "reports" / "index.html").read_text()
     assert "bnbench: bnbench-quick" in html and all(cell in html for cell in CELLS)
-    with (stack.repo / "quick" / "reports" / "results.csv").open() as handle:
+    with (stack.repo / "studies" / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(CELLS) and all(r["outcome"] == "completed" for r in rows)
 
@@ -71,7 +71,7 @@ def test_every_file_left_in_the_repository_and_caches_belongs_to_the_host_user(s
 
 def test_dvc_status_is_clean_from_the_host(stack):
     done = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "quick/dvc.yaml"],
+        [sys.executable, "-m", "dvc", "status", "studies/quick/dvc.yaml"],
         cwd=stack.repo,
         env=stack.env | {"PYTHONPATH": str(stack.repo)},  # the copy's stages, as in the container
         capture_output=True,

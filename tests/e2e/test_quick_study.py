@@ -8,7 +8,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.e2e.conftest import dvc
+from tests.helpers import dvc
 
 pytestmark = pytest.mark.e2e
 
@@ -18,19 +18,19 @@ CELLS = [f"{d}-sigmoid-{bn}-0.0-{s}" for d in ("cifar10", "fashion_mnist") for b
 
 def test_report_and_results_cover_every_cell(study):
     repo, _, _ = study
-    html = (repo / "quick" / "reports" / "index.html").read_text()
+    html = (repo / "studies" / "quick" / "reports" / "index.html").read_text()
     assert "bnbench: bnbench-quick" in html and "Not the published datasets" in html
     assert html.count('src="data:image/png;base64,') == 2 * 3 + 2  # 3 figures per dataset and 2 across them, inlined
     assert all(cell in html for cell in CELLS)
-    with (repo / "quick" / "reports" / "results.csv").open() as handle:
+    with (repo / "studies" / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(
-        f"{r['dataset']}-{r['activation']}-{r['bn']}-{float(r['dropout'])}-{r['seed']}" for r in rows
-    ) == sorted(CELLS)
+    # each row's name is its axis values, in the matrix's order
+    names = [f"{r['dataset']}-{r['activation']}-{r['bn']}-{float(r['dropout'])}-{r['seed']}" for r in rows]
+    assert names == [r["cell"] for r in rows] and sorted(names) == sorted(CELLS)
     for row in rows:  # the table carries each cell's own numbers, as its stage wrote them
-        name = f"{row['dataset']}-{row['activation']}-{row['bn']}-{float(row['dropout'])}-{row['seed']}"
-        written = json.loads((repo / "quick" / "results" / "cells" / name / "metrics.json").read_text())
-        assert row["outcome"] == written["outcome"] and row["seed"] == str(written["seed"])
+        name = row["cell"]
+        written = json.loads((repo / "studies" / "quick" / "results" / "cells" / name / "metrics.json").read_text())
+        assert row["outcome"] == written["outcome"] and row["seed"] == str(written["axes"]["seed"])
         assert float(row["test_accuracy"]) == pytest.approx(written["test_accuracy"], rel=1e-5)
         assert float(row["best_val_accuracy"]) == pytest.approx(written["best_val_accuracy"], rel=1e-5)
 
@@ -48,9 +48,9 @@ def test_one_mlflow_run_per_cell_under_the_study(study):
         name = run.data.tags["bnbench.cell"]
         assert f"{run.data.params['dataset']}-{run.data.params['activation']}-{run.data.params['bn']}" in name
         assert run.data.params["seed"] == name[-1] and run.data.params["train.epochs"] == "1"
-        assert run.data.tags["bnbench.dvc_stage"] == f"quick/dvc.yaml:train@{name}"
+        assert run.data.tags["bnbench.dvc_stage"] == f"studies/quick/dvc.yaml:train@{name}"
         assert run.data.tags["bnbench.published_data"] == "false"
-        written = json.loads((repo / "quick" / "results" / "cells" / name / "metrics.json").read_text())
+        written = json.loads((repo / "studies" / "quick" / "results" / "cells" / name / "metrics.json").read_text())
         assert run.data.metrics["test_accuracy"] == pytest.approx(written["test_accuracy"])
         curve = client.get_metric_history(run.info.run_id, "val_accuracy")
         steps_per_epoch = written["steps_per_epoch"]  # one epoch, two passes: step 0, the middle, the end
@@ -61,9 +61,9 @@ def test_one_mlflow_run_per_cell_under_the_study(study):
 
 def test_second_repro_trains_nothing_and_status_is_clean(study):
     repo, env, _ = study
-    again = dvc(repo, env, "repro", "quick/dvc.yaml")
+    again = dvc(repo, env, "repro", "studies/quick/dvc.yaml")
     assert "Running stage" not in again.stdout
-    assert "up to date" in dvc(repo, env, "status", "quick/dvc.yaml").stdout
+    assert "up to date" in dvc(repo, env, "status", "studies/quick/dvc.yaml").stdout
 
 
 def test_dvc_metrics_and_plots_work(study):

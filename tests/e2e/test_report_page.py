@@ -44,7 +44,7 @@ def page(request, study):
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
         tab.on("requestfailed", lambda r: errors.append(f"failed request {r.url}"))
-        tab.goto((repo / "quick" / "reports" / "index.html").as_uri())
+        tab.goto((repo / "studies" / "quick" / "reports" / "index.html").as_uri())
         tab.wait_for_load_state("load")
         shots = Path(
             os.environ.get("BNBENCH_SCREENSHOTS") or Path(tempfile.gettempdir()) / "bnbench-report-screenshots"
@@ -72,7 +72,7 @@ def test_first_screen_answers_every_question(page, study):
     # with an interval, n and a verdict; what the study cannot answer says why.
     answered = table.locator('tr:has(a[href="#bn-post-steps"]) td[data-label]')
     assert answered.count() == 2
-    with (study[0] / "quick" / "reports" / "results.csv").open() as handle:
+    with (study[0] / "studies" / "quick" / "reports" / "results.csv").open() as handle:
         runs = list(csv.DictReader(handle))
     for dataset, cell in zip(("cifar10", "fashion_mnist"), answered.all(), strict=True):
         text = cell.inner_text()
@@ -109,13 +109,13 @@ def test_every_run_is_in_a_collapsed_table(page):
 def test_every_run_shows_its_own_numbers(page, study):
     _, tab, _, _ = page
     repo, _, _ = study
-    with (repo / "quick" / "reports" / "results.csv").open() as handle:
+    with (repo / "studies" / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 8
     runs = tab.locator("details#runs")
     runs.evaluate("details => { details.open = true; }")  # after the collapsed-table test, whatever it left
     for row in rows:  # one row per run, showing its own test accuracy
-        name = f"{row['dataset']}-{row['activation']}-{row['bn']}-{float(row['dropout'])}-{row['seed']}"
+        name = row["cell"]
         shown = runs.locator("tr", has=tab.locator("td", has_text=name))
         assert shown.count() == 1, name
         cells = shown.locator("td").all_inner_texts()

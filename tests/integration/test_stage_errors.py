@@ -6,8 +6,8 @@ import json
 
 from pipeline import fetch, train
 from pipeline.errors import run_cli
-from tests.conftest import REPO
-from tests.fake_data import md5, write_fashion_mnist
+from tests.helpers import REPO
+from tools.fake_data import md5, write_fashion_mnist
 
 CELL = ["--cell", "cifar10-relu-pre-0.0-0"]
 

@@ -12,7 +12,7 @@ from pipeline import tracking
 from pipeline.cells import Cell, cell_settings, expand_matrix
 from pipeline.convergence import target_metrics
 from pipeline.params import load_params
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
 

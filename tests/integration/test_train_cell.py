@@ -18,7 +18,7 @@ from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, 
 from pipeline.models import ModelSpec, build_model
 from pipeline.params import CellSettings
 from pipeline.training import WARMUP_STEPS, train_cell
-from tests.fake_data import write_fashion_mnist
+from tools.fake_data import write_fashion_mnist
 
 CELL = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}
 

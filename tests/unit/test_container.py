@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BIN = Path(sys.executable).parent
 

@@ -1,7 +1,7 @@
 """Each dataset's descriptor agrees with the dataset's original files.
 
 Every test runs once per entry of DATASETS, so a new dataset is checked as soon as it
-has a descriptor in pipeline/data/datasets.py and a writer in tests/fake_data.py.
+has a descriptor in pipeline/data/datasets.py and a writer in tools/fake_data.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.data.datasets import DATASETS, descriptor
 from pipeline.errors import UserError
-from tests.fake_data import WRITERS
+from tools.fake_data import WRITERS
 
 TRAIN, TEST = 200, 100  # enough random labels that every class occurs in both sets
 each_dataset = pytest.mark.parametrize("spec", list(DATASETS.values()), ids=list(DATASETS))

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.data.datasets import DATASETS
 from pipeline.data.download import DownloadError, fetch_dataset, load_checksum_overrides, verify_files
-from tests.fake_data import md5, write_fashion_mnist
+from tools.fake_data import md5, write_fashion_mnist
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tools.mutants import load_mutants
 
 MUTANTS = load_mutants()

@@ -9,7 +9,7 @@ from ruamel.yaml import YAML
 from pipeline.cells import cell_settings, expand_matrix
 from pipeline.data.datasets import DATASETS
 from pipeline.params import ParamsError, load_params
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _write(tmp_path, mutate):

@@ -12,8 +12,8 @@ from pipeline.data.cifar import read_cifar10
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.idx import read_idx
 from pipeline.data.raw import FormatError
-from tests.conftest import FIXTURES
-from tests.fake_data import cifar_batch_bytes, idx_bytes, write_cifar10, write_fashion_mnist, write_idx_gz
+from tests.helpers import FIXTURES
+from tools.fake_data import cifar_batch_bytes, idx_bytes, write_cifar10, write_fashion_mnist, write_idx_gz
 
 REAL_LABELS = FIXTURES / "fashion-mnist"
 

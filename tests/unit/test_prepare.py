@@ -11,7 +11,7 @@ from pipeline.data.prepared import channel_stats, data_digest, load_prepared, sp
 from pipeline.data.raw import FormatError, RawDataset
 from pipeline.params import PrepareParams
 from pipeline.prepare import check_parsed, prepare_dataset
-from tests.fake_data import md5, write_fashion_mnist
+from tools.fake_data import md5, write_fashion_mnist
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pipeline.cells import Cell
 from pipeline.errors import UserError
 from pipeline.params import load_params
 from pipeline.report.build import build_report
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SHIPPED_TRAIN = load_params(REPO / "params.yaml").train.model_dump()
 

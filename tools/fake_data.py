@@ -6,7 +6,7 @@ as a mirror (<root>/<dataset>/<original file name>), with the checksums JSON tha
 BNBENCH_DATA_CHECKSUMS expects. Each class is a smooth random template plus noise,
 so a model can learn it and curves rise.
 
-Run: python -m tests.fake_data --out /tmp/mirror [--cifar-per-batch 10000 --fmnist-train 60000]
+Run: python -m tools.fake_data --out /tmp/mirror [--cifar-per-batch 10000 --fmnist-train 60000]
 """
 
 from __future__ import annotations

@@ -1,0 +1,85 @@
+"""A new study with a new axis, by params alone: an overlay, the generator, `dvc repro`.
+
+In the e2e copy of the repository (data already fetched there), a study under
+studies/ makes the learning rate a third value axis. No code changes: it trains,
+logs to MLflow and reports with the axis everywhere a cell is named or grouped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import dvc, regenerate_pipeline
+
+OVERLAY = """\
+study:
+  name: bnbench-lr
+prepare:
+  max_train_examples: 400
+  max_test_examples: 200
+matrix:
+  dataset: [fashion_mnist]
+  activation: [relu]
+  bn: ["off", post]
+  dropout: [0.0]
+  seed: [0]
+  train.optimizer.learning_rate: [0.01, 0.001]
+train:
+  epochs: 1
+  evals_per_epoch: 2
+"""
+CELLS = {
+    f"fashion_mnist-relu-{bn}-0.0-0-learning_rate_{lr}": (bn, lr) for bn in ("off", "post") for lr in ("0.01", "0.001")
+}
+
+
+@pytest.fixture(scope="module")
+def lr_study(study):
+    repo, env, _ = study
+    folder = repo / "studies" / "lr"
+    folder.mkdir()
+    (folder / "params.yaml").write_text(OVERLAY)
+    regenerate_pipeline(repo)
+    done = dvc(repo, env, "repro", "studies/lr/dvc.yaml")
+    return repo, env, folder, done
+
+
+def test_each_cell_is_a_stage_named_by_its_axes(lr_study):
+    repo, env, folder, done = lr_study
+    assert sorted(p.name for p in (folder / "results" / "cells").iterdir()) == sorted(CELLS)
+    for name in CELLS:
+        assert f"studies/lr/dvc.yaml:train@{name}'" in done.stdout
+    assert "up to date" in dvc(repo, env, "status", "studies/lr/dvc.yaml").stdout
+
+
+def test_each_cell_trained_with_its_own_learning_rate(lr_study):
+    repo, _, folder, _ = lr_study
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("bnbench-lr")
+    runs = client.search_runs([experiment.experiment_id], "tags.`bnbench.role` = 'cell'")
+    assert sorted(r.data.tags["bnbench.cell"] for r in runs) == sorted(CELLS)
+    for run in runs:
+        bn, lr = CELLS[run.data.tags["bnbench.cell"]]
+        assert run.data.params["train.optimizer.learning_rate"] == run.data.tags["train.optimizer.learning_rate"] == lr
+        assert run.data.params["bn"] == bn and run.info.status == "FINISHED"
+        written = json.loads(
+            (folder / "results" / "cells" / run.data.tags["bnbench.cell"] / "metrics.json").read_text()
+        )
+        assert written["settings"]["train"]["optimizer"]["learning_rate"] == float(lr)
+        assert written["axes"]["train.optimizer.learning_rate"] == float(lr)
+
+
+def test_the_report_groups_by_the_new_axis(lr_study):
+    _, _, folder, _ = lr_study
+    with (folder / "reports" / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["bn"], r["train.optimizer.learning_rate"]) for r in rows} == set(CELLS.values())
+    html = (folder / "reports" / "index.html").read_text()
+    assert '<th class="key">learning_rate</th>' in html  # a column of the per-configuration table
+    assert all(name in html for name in CELLS)
+    metrics = json.loads((folder / "reports" / "metrics.json").read_text())["fashion_mnist"]
+    assert set(metrics) == {f"activation_relu-bn_{bn}-dropout_0-learning_rate_{lr}" for bn, lr in CELLS.values()}

@@ -1,0 +1,153 @@
+"""Each study's dvc.yaml is generated from its params, and its stages depend on what they run."""
+
+from __future__ import annotations
+
+import modulefinder
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from pipeline import dvcfile
+from pipeline.errors import UserError
+from tests.helpers import REPO
+from tools.repo_copy import copy_repo
+
+
+def _stages(study: Path) -> dict:
+    return YAML(typ="safe", pure=True).load((study / "dvc.yaml").read_text())["stages"]
+
+
+def _definitions(stage: dict) -> dict:
+    return stage["do"] if "do" in stage else stage
+
+
+STUDIES = dvcfile.study_dirs(REPO)
+
+
+def test_there_is_a_main_study_and_an_overlay():
+    assert STUDIES[0] == REPO and REPO / "studies" / "quick" in STUDIES
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_committed_pipelines_are_what_the_params_generate(study):
+    assert (study / "dvc.yaml").read_text() == dvcfile.render(REPO, study), (
+        f"{study / 'dvc.yaml'} has drifted: run `uv run python -m pipeline.dvcfile`"
+    )
+
+
+class _ProjectModules(modulefinder.ModuleFinder):
+    """The stdlib's module finder, following only the project's own imports (function-level ones too)."""
+
+    def import_hook(self, name, caller=None, fromlist=None, level=-1):
+        if level <= 0 and name.split(".")[0] != "pipeline":
+            return None
+        return super().import_hook(name, caller, fromlist, level)
+
+
+def _imported_files(entry: str) -> set[Path]:
+    finder = _ProjectModules(path=[str(REPO)])
+    module_path = REPO.joinpath(*entry.split("."))
+    finder.run_script(str(module_path.with_suffix(".py")))
+    files = {Path(m.__file__) for m in finder.modules.values() if m.__file__ and "pipeline" in m.__name__}
+    return files | {module_path.with_suffix(".py")}
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_each_stage_depends_on_every_project_module_its_entry_point_imports(study):
+    for name, stage in _stages(study).items():
+        definition = _definitions(stage)
+        entry = definition["cmd"].split()[2]  # python -m <entry> ...
+        entry = "pipeline.report.__main__" if entry == "pipeline.report" else entry
+        deps = [(study / d).resolve() for d in definition["deps"] if "pipeline" in Path(d).parts]
+        assert all(d.exists() for d in deps), f"{name}: a code dependency does not exist"
+        for file in _imported_files(entry):
+            assert any(file == d or d in file.parents for d in deps), f"{name}: {file.relative_to(REPO)} not in deps"
+
+
+def test_the_finder_sees_an_import_inside_a_function():
+    # run_cell imports tracking (and with it MLflow) only when it runs: still a dependency of train.
+    assert REPO / "pipeline" / "tracking.py" in _imported_files("pipeline.train")
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_the_report_declares_every_params_section_of_the_files_it_loads(study):
+    report = _stages(study)["report"]
+    declared: dict[str, set[str]] = {}
+    for entry in report["params"]:
+        if isinstance(entry, str):
+            declared.setdefault("params.yaml", set()).add(entry)
+        else:
+            ((file, keys),) = entry.items()
+            declared.setdefault(file, set()).update(keys)
+    loaded = report["cmd"].split("--params ")[1:]
+    for file in (part.split()[0] for part in loaded):
+        sections = set(YAML(typ="safe", pure=True).load((study / file).read_text()))
+        assert sections <= declared.get(file, set()), f"report reads {file} {sections - declared.get(file, set())}"
+
+
+def test_train_stages_are_the_cells_and_take_the_cell_as_their_one_argument():
+    train = _stages(REPO / "studies" / "quick")["train"]
+    assert len(train["foreach"]) == 16 and "cifar10-relu-post-0.0-1" in train["foreach"]
+    assert "--cell ${key}" in train["do"]["cmd"] and "--activation" not in train["do"]["cmd"]
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    copy_repo(tmp_path / "repo")
+    return tmp_path / "repo"
+
+
+def test_a_stage_refuses_to_run_from_an_out_of_date_pipeline(repo_copy, monkeypatch):
+    study = repo_copy / "studies" / "quick"
+    params = study / "params.yaml"
+    params.write_text(params.read_text().replace("seed: [0, 1]", "seed: [0, 1, 2]"))
+    monkeypatch.setenv("DVC_STAGE", "report")
+    with pytest.raises(UserError, match=r"dvc.yaml is out of date .* run `uv run python -m pipeline.dvcfile`"):
+        dvcfile.ensure_current(study)
+    monkeypatch.chdir(repo_copy)
+    with pytest.raises(UserError, match="out of date: studies/quick/dvc.yaml"):
+        dvcfile.main(["--check"])
+    assert dvcfile.main([]) == 0
+    dvcfile.ensure_current(study)  # regenerated: runs
+    assert len(_stages(study)["train"]["foreach"]) == 24
+
+
+def test_a_new_study_is_a_folder_with_an_overlay(repo_copy, monkeypatch):
+    study = repo_copy / "studies" / "lr"
+    study.mkdir()
+    (study / "params.yaml").write_text(
+        "study:\n  name: lr\nmatrix:\n  dataset: [fashion_mnist]\n  train.optimizer.learning_rate: [0.1, 0.01]\n"
+    )
+    monkeypatch.chdir(repo_copy)
+    assert dvcfile.main([]) == 0
+    stages = _stages(study)
+    assert "fetch" not in stages and stages["prepare"]["foreach"] == ["fashion_mnist"]
+    assert "fashion_mnist-relu-post-0.5-2-learning_rate_0.01" in stages["train"]["foreach"]
+    assert len(stages["train"]["foreach"]) == 2 * 3 * 2 * 3 * 2
+    assert stages["report"]["params"][0] == {
+        "../../params.yaml": ["study", "prepare", "matrix", "train", "targets", "report"]
+    }
+
+
+def test_a_module_change_is_seen_by_the_stages_that_import_it(repo_copy):
+    # A new import in the model builder makes it (and only it) reach a new module.
+    helper = repo_copy / "pipeline" / "layer_names.py"
+    helper.write_text("PREFIX = 'bn'\n")
+    models = repo_copy / "pipeline" / "models.py"
+    models.write_text(
+        models.read_text().replace(
+            "import keras\n", "import keras\n\nfrom pipeline import layer_names  # noqa: F401\n", 1
+        )
+    )
+    deps = {
+        name: set(dvcfile.code_deps(repo_copy, entry))
+        for name, entry in [
+            ("fetch", "pipeline.fetch"),
+            ("prepare", "pipeline.prepare"),
+            ("train", "pipeline.train"),
+            ("report", "pipeline.report.__main__"),
+        ]
+    }
+    assert "pipeline/layer_names.py" in deps["train"]
+    assert all("pipeline/layer_names.py" not in deps[name] for name in ("fetch", "prepare", "report"))
