@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import dvc, regenerate_pipeline
 
+pytestmark = pytest.mark.e2e
 OVERLAY = """\
 study:
   name: bnbench-lr
