@@ -6,6 +6,7 @@ will a runner that trains many cells in one warm process.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pipeline.cell_outputs import CellOutputs, write_cell_outputs
@@ -25,6 +26,9 @@ def run_cell(params: Params, cell: Cell, data_dir: Path, out_dir: Path) -> dict:
 
     if not (data_dir / "meta.json").is_file():
         raise UserError(f"{data_dir}: no prepared data; run `dvc repro prepare@{cell.dataset}` first")
+    prepared = json.loads((data_dir / "meta.json").read_text(encoding="utf-8")).get("dataset")
+    if prepared != cell.dataset:
+        raise UserError(f"{data_dir} holds {prepared} data, but cell {cell.name} trains on {cell.dataset}")
     tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
     settings = cell_settings(params, cell)
     device = check_device()

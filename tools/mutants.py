@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
+
+from tools.repo_copy import copy_repo
 
 REPO = Path(__file__).resolve().parents[1]
 MUTANTS = REPO / "tools" / "mutants.yaml"
@@ -55,15 +56,8 @@ def load_mutants(path: Path = MUTANTS) -> list[Mutant]:
 
 
 def copy_repository(dest: Path) -> None:
-    """The tracked and untracked-but-not-ignored files, with ../shared beside them as in a clone."""
-    names = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, names):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    """A fresh clone's files (a git repository, as tests that copy it again need), with ../shared beside them."""
+    copy_repo(dest)
     (dest.parent / "shared").symlink_to(REPO.parent / "shared")
 
 

@@ -15,7 +15,8 @@ CELL = ["--cell", "cifar10-relu-pre-0.0-0"]
 def test_unreachable_tracking_server_fails_before_any_work(tmp_path, monkeypatch, capsys):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
-    (prepared / "meta.json").write_text("{}")  # unreadable as data: loading it first would fail differently
+    # unreadable as data (no arrays): loading it first would fail differently
+    (prepared / "meta.json").write_text('{"dataset": "cifar10"}')
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # discard port: nothing listens
     argv = ["--params", str(REPO / "params.yaml"), "--data", str(prepared), *CELL, "--out", str(tmp_path / "out")]
     assert run_cli(lambda: train.main(argv)) == 1
@@ -68,3 +69,12 @@ def test_fetch_warns_when_checksums_are_not_the_published_ones(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert err.startswith("bnbench: WARNING: fashion_mnist is verified against checksums from BNBENCH_DATA_CHECKSUMS")
     assert json.loads((tmp_path / "raw" / "files.json").read_text())["published"] is False
+
+
+def test_data_of_another_dataset_is_refused(tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "meta.json").write_text('{"dataset": "fashion_mnist"}')
+    argv = ["--params", str(REPO / "params.yaml"), "--data", str(prepared), *CELL, "--out", str(tmp_path / "o")]
+    assert run_cli(lambda: train.main(argv)) == 1
+    assert "holds fashion_mnist data, but cell cifar10-relu-pre-0.0-0 trains on cifar10" in capsys.readouterr().err

@@ -57,8 +57,12 @@ def _cells(client, experiment_name):
 
 
 def test_metrics_are_logged_at_their_steps(store, tmp_path):
-    params = load_params(*QUICK)
-    cell = _cell(params, dataset="cifar10", activation="relu", bn="post", seed=0)
+    quick = load_params(*QUICK)
+    # with a third value axis: it must reach MLflow like the others
+    params = quick.model_copy(update={"matrix": {**quick.matrix, "train.optimizer.learning_rate": [0.01, 0.002]}})
+    cell = _cell(
+        params, dataset="cifar10", activation="relu", bn="post", seed=0, **{"train.optimizer.learning_rate": 0.002}
+    )
     rows = [_row(0, 0.1), _row(4, 0.35), _row(7, math.nan), _row(10, 0.45)]
     _track(params, cell, rows, tmp_path)
     (run,) = _cells(store, params.study.name)
@@ -73,7 +77,8 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
     assert run.data.tags["bnbench.dvc_stage"] == "train@test" and run.data.params["bn"] == "post"
     # every axis is a param and a tag; every effective setting is a param under its dotted key
     assert all(run.data.tags[axis] == run.data.params[axis] == str(cell[axis]) for axis in params.matrix)
-    assert run.data.params["train.optimizer.learning_rate"] == str(params.train.optimizer.learning_rate)
+    assert run.data.params["train.optimizer.learning_rate"] == "0.002" and run.data.params["train.epochs"] == "2"
+    assert run.data.tags["bnbench.cell"] == "cifar10-relu-post-0.0-0-learning_rate_0.002"
     assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"metrics.json"}
 
 

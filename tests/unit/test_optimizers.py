@@ -1,0 +1,36 @@
+"""The optimizer registry: every name the schema allows builds its optimizer; any other name is refused."""
+
+from __future__ import annotations
+
+import typing
+
+import keras
+import pytest
+
+from pipeline.errors import UserError
+from pipeline.optimizers import OPTIMIZERS, build_optimizer
+from pipeline.params import OptimizerParams
+
+
+def test_the_schema_allows_exactly_the_registered_names():
+    assert set(typing.get_args(OptimizerParams.model_fields["name"].annotation)) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("sgd", keras.optimizers.SGD), ("rmsprop", keras.optimizers.RMSprop), ("adam", keras.optimizers.Adam)],
+)
+def test_each_name_builds_its_optimizer_with_its_settings(name, kind):
+    settings = OptimizerParams(name=name, learning_rate=0.0125, momentum=0.5 if name != "adam" else 0.0)
+    optimizer = build_optimizer(settings)
+    assert type(optimizer) is kind
+    assert float(optimizer.learning_rate) == pytest.approx(0.0125)
+    if name != "adam":
+        assert optimizer.momentum == 0.5
+
+
+def test_an_unknown_name_is_an_error_not_a_default():
+    # model_copy skips validation, as settings built in code would: the registry still refuses.
+    settings = OptimizerParams(name="sgd", learning_rate=0.1).model_copy(update={"name": "adamw"})
+    with pytest.raises(UserError, match="unknown optimizer 'adamw'; known: adam, rmsprop, sgd"):
+        build_optimizer(settings)
