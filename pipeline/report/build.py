@@ -20,14 +20,13 @@ from pipeline.params import Params
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
 from pipeline.report.collect import axes_of, collect_results, configuration_axes
+from pipeline.report.figures import LEARNING_RATE
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
 from pipeline.report.questions import ANSWER_COLUMNS_AXIS, TimeToTarget
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.stats import summarize
-
-LEARNING_RATE = "train.optimizer.learning_rate"
 
 
 def _design(params: Params) -> Design:
@@ -197,6 +196,9 @@ def build_report(
         profiles=(
             png_data_uri(figures.plot_performance_profiles(results, design.targets, axes)) if has_bn_contrast else None
         ),
+        learning_rates=(
+            png_data_uri(figures.plot_learning_rate_sensitivity(results, axes)) if LEARNING_RATE in axes else None
+        ),
         not_measured=_not_measured(results, histories),
         links_note=links.note,
         git_commits=sorted(results["git_commit"].dropna().unique()),
@@ -218,7 +220,9 @@ def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) ->
     """Evidence the page would show if the runs recorded it."""
     missing = []
     if results[LEARNING_RATE].nunique() < 2:
-        missing.append("learning-rate sensitivity (the runs share one learning rate: no sweep)")
+        missing.append(
+            f"learning-rate sensitivity (the runs share one learning rate; a study sweeps it with the axis {LEARNING_RATE})"
+        )
     if not any(c.startswith("grad_norm") for h in histories.values() for c in h.columns):
         missing.append("per-layer gradient norms (the histories record none)")
     return missing

@@ -257,3 +257,59 @@ def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str
     panels[0].set_ylabel("fraction of problems")
     panels[0].legend(fontsize=8, loc="lower right")
     return _png(fig)
+
+
+LEARNING_RATE = "train.optimizer.learning_rate"
+SENSITIVITY_METRICS = {"test_accuracy": "test accuracy", "val_auc": "validation AUC (accurate sooner: higher)"}
+
+
+def learning_rate_points(runs: pd.DataFrame, metric: str) -> tuple[pd.Series, pd.Series]:
+    """Mean `metric` over the completed runs at each learning rate, and the count of diverged runs at each."""
+    completed = runs["outcome"] != "diverged"
+    values = pd.to_numeric(runs.loc[completed, metric], errors="coerce")
+    means = values.groupby(runs.loc[completed, LEARNING_RATE]).mean().sort_index()
+    return means, runs.loc[~completed, LEARNING_RATE].value_counts().sort_index()
+
+
+def plot_learning_rate_sensitivity(results: pd.DataFrame, axes: list[str]) -> bytes:
+    """Each metric against the learning rate (log scale): a line per BN placement.
+
+    Rows: dataset x metric (test accuracy, validation AUC); columns: each condition of
+    the other axes. Per placement and rate: the mean over seeds (thick), each seed (dots)
+    and the runs that diverged (x at the bottom, with their count): a rate at which a
+    configuration diverges is a rate it does not tolerate, not a missing value.
+    """
+    panels = [axis for axis in condition_axes(axes) if axis != LEARNING_RATE]
+    datasets = sorted(results["dataset"].unique())
+    conditions = _conditions(results, panels)
+    rows = [(d, m) for d in datasets for m in SENSITIVITY_METRICS]
+    fig, grid = plt.subplots(
+        len(rows), len(conditions), figsize=(max(5.0, 3.6 * len(conditions)), 2.6 * len(rows) + 0.6),
+        squeeze=False, sharex=True, constrained_layout=True,
+    )  # fmt: skip
+    for (row, (dataset, metric)), (col, (condition, runs)) in itertools.product(enumerate(rows), enumerate(conditions)):
+        ax = grid[row][col]
+        mine = runs[runs["dataset"] == dataset]
+        for bn in _bn_order(mine["bn"]):
+            style = BN_STYLE[bn]
+            placement = mine[mine["bn"] == bn]
+            means, diverged = learning_rate_points(placement, metric)
+            ax.plot(means.index, means.to_numpy(), color=style["color"], linestyle=style["linestyle"],
+                    marker=style["marker"], linewidth=2, label=f"BN {bn}")  # fmt: skip
+            completed = placement[placement["outcome"] != "diverged"]
+            ax.plot(completed[LEARNING_RATE], pd.to_numeric(completed[metric], errors="coerce"), linestyle="none",
+                    marker="o", markersize=3, color=style["color"], alpha=0.5)  # fmt: skip
+            for rate, count in diverged.items():
+                ax.plot(rate, 0.0, marker="x", markersize=9, color=style["color"])
+                ax.annotate(f"{count} diverged", (rate, 0.0), textcoords="offset points", xytext=(4, 4), fontsize=7,
+                            color=style["color"])  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(f"{dataset}: {_condition_label(panels, condition)}", fontsize=9)
+        if col == 0:
+            ax.set_ylabel(SENSITIVITY_METRICS[metric])
+        if row == len(rows) - 1:
+            ax.set_xlabel("learning rate (log scale)")
+    grid[0][0].legend(fontsize=8, loc="best")
+    return _png(fig)

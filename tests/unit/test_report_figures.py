@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from pipeline.report import figures
+from pipeline.report.build import build_report
 from pipeline.report.collect import collect_results
+from pipeline.report.mlflow_links import RunLinks
 from pipeline.report.stats import complete_band
 from tests.fabricated_cells import study_params, write_cell
 
@@ -77,3 +79,46 @@ def test_performance_profiles_never_count_a_miss_as_within_reach(tmp_path):
     )
     assert ratios["post"].tolist() == [1.0, 1.0, math.inf]  # target 0.7: nobody reached it
     assert ratios["off"].tolist() == [2.0, math.inf, math.inf]
+
+
+def _lr_study(tmp_path):
+    rates = [0.1, 0.01, 0.001]
+    params = study_params(
+        tmp_path, bn=["off", "post"], seed=[0, 1], extra_axes={"train.optimizer.learning_rate": rates}
+    )
+    cells = tmp_path / "cells"
+    for bn in ("off", "post"):
+        for seed in (0, 1):
+            for rate in rates:
+                diverged = 20 if (bn, rate) == ("off", 0.1) else None  # no BN does not tolerate the highest rate
+                crossings = {0.5: 30, 0.6: None, 0.7: None} if diverged is None else {0.5: None, 0.6: None, 0.7: None}
+                accuracy = 0.6 + rate + 0.01 * seed + (0.1 if bn == "post" else 0)
+                write_cell(cells, bn=bn, seed=seed, crossings=crossings, diverged_at=diverged,
+                           test_accuracy=accuracy, extra_axes={"train.optimizer.learning_rate": rate})  # fmt: skip
+    return params, cells
+
+
+def test_learning_rate_points_average_completed_runs_and_count_divergences(tmp_path):
+    params, cells = _lr_study(tmp_path)
+    results, _ = collect_results(params, cells)
+    off = results[results["bn"] == "off"]
+    means, diverged = figures.learning_rate_points(off, "test_accuracy")
+    assert means.to_dict() == pytest.approx({0.001: 0.606, 0.01: 0.615})  # mean of seeds 0 and 1; 0.1: none completed
+    assert diverged.to_dict() == {0.1: 2}
+    post_means, post_diverged = figures.learning_rate_points(results[results["bn"] == "post"], "test_accuracy")
+    assert post_means[0.1] == pytest.approx(0.805) and post_diverged.empty
+
+
+def test_a_learning_rate_axis_brings_the_sensitivity_figure(tmp_path):
+    params, cells = _lr_study(tmp_path)
+    html, results, _ = build_report(params, cells, links=RunLinks())
+    assert 'id="learning-rates"' in html and "the runs share one learning rate" not in html
+    results, _ = collect_results(params, cells)
+    width, height = _is_png(figures.plot_learning_rate_sensitivity(results, list(params.matrix)))
+    assert width > 300 and height > 300
+    single = study_params(tmp_path, bn=["off", "post"], seed=[0])
+    other = tmp_path / "single"
+    for bn in ("off", "post"):
+        write_cell(other, bn=bn, crossings={0.5: 30, 0.6: None, 0.7: None})
+    html, _, _ = build_report(single, other, links=RunLinks())
+    assert 'id="learning-rates"' not in html and "the runs share one learning rate" in html
