@@ -11,14 +11,7 @@ import itertools
 from dataclasses import dataclass
 
 from pipeline.errors import UserError
-from pipeline.params import CELL_AXES, CellSettings, Params, apply_axes
-
-
-def format_value(value: object) -> str:
-    """How a value reads in a name: 0.0 -> "0.0", 1e-05 -> "1e-05", True -> "true"."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+from pipeline.params import CELL_AXES, CellSettings, Params, apply_axes, format_value, read_dotted
 
 
 @dataclass(frozen=True)
@@ -52,13 +45,6 @@ class Cell:
         return dict(self.axes)
 
 
-def _read(settings: CellSettings, key: str) -> object:
-    value: object = settings
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
-
-
 def expand_matrix(params: Params) -> list[Cell]:
     """Every cell of the cross product, the first axis varying slowest.
 
@@ -69,7 +55,7 @@ def expand_matrix(params: Params) -> list[Cell]:
     cells = []
     for values in itertools.product(*params.matrix.values()):
         settings = apply_axes(params.train, dict(zip(keys, values, strict=True)))
-        cells.append(Cell(tuple((key, _read(settings, key)) for key in keys)))
+        cells.append(Cell(tuple((key, read_dotted(settings, key)) for key in keys)))
     return cells
 
 

@@ -10,12 +10,14 @@ over the root params.yaml. For every study this writes its dvc.yaml:
     report    the study's page
 
 Each stage depends on exactly the project modules its entry point imports (found
-by reading the imports, lazy ones included), so a code change re-runs exactly the
-stages it affects; on the params sections it reads; and on its data.
+by reading the imports, lazy ones included; conservative: an import anywhere in a
+module counts), so a code change re-runs exactly the stages it affects; on the
+params sections it reads; and on its data. The report stage also depends on the
+params files themselves: any edit to them re-runs it (seconds), and it refuses to
+run from a dvc.yaml those params no longer give, naming the command that fixes it.
 
 Run:    python -m pipeline.dvcfile            (rewrite every study's dvc.yaml)
         python -m pipeline.dvcfile --check    (exit 1 if one is out of date)
-Each stage also refuses to run from an out-of-date dvc.yaml.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def _fold_folders(root: Path, files: set[str]) -> list[str]:
 # -- the stages ---------------------------------------------------------------------------------
 
 
-def _params_deps(root: Path, study: Path, files: list[str], sections: list[str] | None) -> list:
+def _params_deps(study: Path, files: list[str], sections: list[str] | None) -> list:
     """DVC params entries: per file, the wanted sections it has (None: every section of it)."""
     entries: list = []
     for name in files:
@@ -168,7 +170,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
             f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
             "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
-            "params": _params_deps(root, study, files, ["prepare"]),
+            "params": _params_deps(study, files, ["prepare"]),
             "outs": ["data/prepared/${item}"],
         },
     }
@@ -178,15 +180,17 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
             "--data data/prepared/${item.dataset} --out results/cells/${key}",
             "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
-            "params": _params_deps(root, study, files, ["train"]),
+            "params": _params_deps(study, files, ["train"]),
             "outs": ["results/cells/${key}"],
         },
     }
     stages["report"] = {
         # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
         "cmd": f"python -m pipeline.report {with_params} --cells results/cells --lock dvc.lock --out reports",
-        "deps": [*code("pipeline.report.__main__"), "results/cells"],
-        "params": _params_deps(root, study, files, None),  # it loads the whole study: every section
+        # The params files whole: a section an overlay gains is no params dep of any stage until the
+        # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
+        "deps": [*code("pipeline.report.__main__"), *files, "results/cells"],
+        "params": _params_deps(study, files, None),  # it loads the whole study: every section
         "outs": ["reports/index.html", "reports/results.csv"],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }

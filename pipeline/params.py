@@ -11,13 +11,14 @@ Check a study by hand with `python -m pipeline.params params.yaml [overlay]`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML, YAMLError
 
 from pipeline.data.datasets import DATASETS, descriptor
@@ -61,6 +62,15 @@ class OptimizerParams(_Strict):
     learning_rate: float = Field(gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)  # sgd and rmsprop only
     nesterov: bool = False  # sgd only
+
+    @model_validator(mode="after")
+    def _only_settings_the_optimizer_uses(self) -> OptimizerParams:
+        # A setting the optimizer ignores would make cells that differ by name only.
+        if self.nesterov and self.name != "sgd":
+            raise ValueError(f"nesterov applies to sgd only, not {self.name}")
+        if self.momentum and self.name == "adam":
+            raise ValueError("momentum applies to sgd and rmsprop, not adam (its betas are Keras' defaults)")
+        return self
 
 
 class TrainParams(_Strict):
@@ -134,20 +144,45 @@ def set_dotted(tree: dict, key: str, value: object) -> None:
     tree[leaf] = value
 
 
+def read_dotted(settings: BaseModel, key: str) -> object:
+    """settings.a.b for key "a.b"."""
+    value: object = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def format_value(value: object) -> str:
+    """How an axis value reads in names and keys: 0.0 -> "0.0", 1e-05 -> "1e-05", True -> "true"."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def is_axis_key(key: str) -> bool:
     """A cell axis, or a leaf setting of `train` (not a whole section of it)."""
     if key in CELL_AXES:
         return True
     section, *path = key.split(".")
-    model: type[BaseModel] = TrainParams
+    model: object = TrainParams
     if section != "train" or not path:
         return False
     for part in path:
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(part) if _is_model(model) else None
         if field is None:
             return False
         model = field.annotation
-    return not (isinstance(model, type) and issubclass(model, BaseModel))
+    return not _is_model(model)
+
+
+def _concerns(loc: tuple, key: str) -> bool:
+    """Whether a validation error at `loc` is about the setting `key` (or the section holding it)."""
+    path = tuple(key.split("."))
+    return bool(loc) and (loc[: len(path)] == path or path[: len(loc)] == loc)
 
 
 def _matrix_errors(params: Params) -> list[str]:
@@ -171,11 +206,39 @@ def _matrix_errors(params: Params) -> list[str]:
         return errors
     first = {axis: values[0] for axis, values in matrix.items()}
     for key, values in matrix.items():
+        seen: dict[str, int] = {}
         for index, value in enumerate(values):
             try:
-                apply_axes(params.train, {**first, key: value})
+                settings = apply_axes(params.train, {**first, key: value})
             except ValidationError as error:
-                errors += [f"  matrix.{key}.{index}: {item['msg']} (got {value!r})" for item in error.errors()]
+                # Only what is wrong with this value: another axis's bad first value is reported there.
+                errors += [
+                    f"  matrix.{key}.{index}: {item['msg']} (got {value!r})"
+                    for item in error.errors()
+                    if _concerns(item["loc"], key)
+                ]
+                continue
+            # Values that validate to the same setting (0 and 0.0, "off" and false) are one cell, not two.
+            name = format_value(read_dotted(settings, key))
+            if name in seen:
+                errors.append(f"  matrix.{key}.{index}: {value!r} is the same setting as value {seen[name]} ({name})")
+            seen.setdefault(name, index)
+    if not errors:  # each value is valid with the others' first: now every combination (e.g. adam with nesterov)
+        errors = _combination_errors(params)
+    return errors
+
+
+def _combination_errors(params: Params, most: int = 5) -> list[str]:
+    errors = []
+    for values in itertools.product(*params.matrix.values()):
+        axes = dict(zip(params.matrix, values, strict=True))
+        try:
+            apply_axes(params.train, axes)
+        except ValidationError as error:
+            where = ", ".join(f"{k}={v!r}" for k, v in axes.items())
+            errors += [f"  matrix: the cell {where}: {item['msg']}" for item in error.errors()]
+            if len(errors) >= most:
+                break
     return errors
 
 

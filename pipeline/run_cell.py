@@ -25,7 +25,9 @@ def run_cell(params: Params, cell: Cell, data_dir: Path, out_dir: Path) -> dict:
     from pipeline import tracking  # MLflow only where it is used: the training library stays importable without it
 
     if not (data_dir / "meta.json").is_file():
-        raise UserError(f"{data_dir}: no prepared data; run `dvc repro prepare@{cell.dataset}` first")
+        raise UserError(
+            f"{data_dir}: no prepared data; run `dvc repro` for the study first (its stage prepare@{cell.dataset})"
+        )
     prepared = json.loads((data_dir / "meta.json").read_text(encoding="utf-8")).get("dataset")
     if prepared != cell.dataset:
         raise UserError(f"{data_dir} holds {prepared} data, but cell {cell.name} trains on {cell.dataset}")

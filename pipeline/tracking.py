@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.cells import Cell
 from pipeline.errors import UserError
-from pipeline.params import CellSettings, Params, flatten
+from pipeline.params import CellSettings, Params, flatten, format_value
 from pipeline.provenance import git_commit, library_versions
 
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -151,7 +151,7 @@ def track_cell(params: Params, cell: Cell, settings: CellSettings, data_meta: di
         "git_commit": git_commit(),
         "device": device,
         **{f"version.{name}": version for name, version in library_versions().items()},
-        **{key: str(value) for key, value in cell.axes},
+        **{key: format_value(value) for key, value in cell.axes},
     }
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     with mlflow.start_run(experiment_id=experiment_id, run_name=cell.name, tags=tags, log_system_metrics=True):

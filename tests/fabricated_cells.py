@@ -51,6 +51,7 @@ def write_cell(
     test_accuracy: float | None = 0.7,
     diverged_at: int | None = None,
     extra_axes: dict[str, object] | None = None,
+    budget: int = BUDGET,
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
@@ -71,13 +72,13 @@ def write_cell(
         set_dotted(settings, key, value)
     folder = cells_dir / cell.name
     folder.mkdir(parents=True)
-    trained = diverged_at if diverged_at is not None else BUDGET
+    trained = diverged_at if diverged_at is not None else budget
     steps = np.arange(0, trained + 1, EVAL_EVERY)
     # Accuracy rises through each planted (step, target) point; a missed target stays out of reach.
     points = sorted((step, target) for target, step in crossings.items() if step is not None)
     missed = [target for target, step in crossings.items() if step is None]
     ceiling = min(missed) - 0.05 if missed else max(crossings) + 0.05
-    xs = [0] + [s for s, _ in points] + [max([BUDGET] + [s for s, _ in points])]
+    xs = [0] + [s for s, _ in points] + [max([budget] + [s for s, _ in points])]
     ys = [0.1] + [t for _, t in points] + [ceiling]
     accuracy = np.interp(steps, xs, ys)
     if missed:
@@ -97,7 +98,7 @@ def write_cell(
     summary = {
         "cell": cell.name, "axes": axes, "settings": settings,
         "outcome": "diverged" if diverged_at is not None else "completed", "diverged_at_step": diverged_at,
-        "steps_per_epoch": 50, "budget_steps": BUDGET, "steps_trained": trained,
+        "steps_per_epoch": budget // 2, "budget_steps": budget, "steps_trained": trained,
         "train_seconds": trained * seconds_per_step, "throughput_images_per_s": 320.0 / seconds_per_step,
         "throughput_warmup_steps": 10, "best_val_accuracy": float(accuracy.max()),
         "final_val_accuracy": None if diverged_at is not None else float(accuracy[-1]), "final_val_loss": 1.0,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+from pipeline.data.datasets import DATASETS
 
 
 def _templates(rng: np.random.Generator, side: int, channels: int) -> np.ndarray:
@@ -61,7 +61,7 @@ def write_cifar10(path: Path, per_batch: int, test: int, seed: int = 0) -> None:
     for name, count in [*((f"data_batch_{i}.bin", per_batch) for i in range(1, 6)), ("test_batch.bin", test)]:
         labels = rng.integers(0, 10, size=count).astype(np.uint8)
         members[name] = cifar_batch_bytes(_images(rng, templates, labels), labels)
-    members["batches.meta.txt"] = ("\n".join(CIFAR_CLASSES) + "\n\n").encode()
+    members["batches.meta.txt"] = ("\n".join(DATASETS["cifar10"].class_names) + "\n\n").encode()
     members["readme.html"] = (
         b'<meta HTTP-EQUIV="REFRESH" content="0; url=http://www.cs.toronto.edu/~kriz/cifar.html">\n'
     )

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.cells import Cell, axis_label
 from pipeline.convergence import target_key
-from pipeline.params import Params
+from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
 from pipeline.report.collect import axes_of, collect_results, configuration_axes
@@ -39,21 +39,31 @@ def _design(params: Params) -> Design:
     )
 
 
+def _values(results: pd.DataFrame, column: str) -> str:
+    """The distinct values of a column, in their own order (0.001 before 0.01, 32 before 128)."""
+    return ", ".join(tables.value_text(v) for v in sorted(results[column].unique()))
+
+
+def _span(values: pd.Series) -> str:
+    """ "1400", or "700–1400" where runs differ (a batch-size or epochs axis)."""
+    low, high = int(values.min()), int(values.max())
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
 def _setup_text(results: pd.DataFrame, params: Params) -> str:
-    """The conditions every answer holds under, from the runs: architecture, optimizer, learning rate, budget."""
+    """The conditions every answer holds under: the training settings that are not axes, and the budget."""
+    axes = axes_of(params)
 
-    def values(column: str) -> str:
-        return ", ".join(sorted({tables.value_text(v) for v in results[column]}))
+    def setting(column: str, label: str) -> str:
+        return f"{label} per cell (an axis)" if column in axes else f"{label} {_values(results, column)}"
 
-    fixed = "a fixed learning rate" if results[LEARNING_RATE].nunique() == 1 else "fixed learning rates"
     budgets = ", ".join(
-        f"{d} {int(group['budget_steps'].max())} steps" for d, group in results.groupby("dataset", sort=False)
+        f"{d} {_span(group['budget_steps'])} steps" for d, group in results.groupby("dataset", sort=False)
     )
-    epochs = values("train.epochs")
     return (
-        f"architecture {values('train.architecture')}, {values('train.optimizer.name')} at {fixed} "
-        f"{values(LEARNING_RATE)} (not tuned per configuration), {epochs} epoch{'s' if epochs != '1' else ''} "
-        f"of batch {values('train.batch_size')} ({budgets})"
+        f"{setting('train.architecture', 'architecture')}, {setting('train.optimizer.name', 'optimizer')}, "
+        f"{setting(LEARNING_RATE, 'learning rate')} (not tuned per configuration), "
+        f"{setting('train.epochs', 'epochs')}, {setting('train.batch_size', 'batch size')} ({budgets})"
     )
 
 
@@ -150,8 +160,8 @@ def _dataset_view(
     return {
         "name": dataset,
         "targets": [f"{t:g}" for t in targets],
-        "budget": int(runs["budget_steps"].max()),
-        "steps_per_epoch": int(runs["steps_per_epoch"].max()),
+        "budget": _span(runs["budget_steps"]),
+        "steps_per_epoch": _span(runs["steps_per_epoch"]),
         "curves": png_data_uri(figures.plot_curves(dataset, histories, targets, axes, _diverged(runs, histories))),
         "survival_steps": png_data_uri(figures.plot_survival(dataset, results, labels, "steps", axes)),
         "survival_seconds": png_data_uri(figures.plot_survival(dataset, results, labels, "seconds", axes)),
@@ -188,8 +198,8 @@ def build_report(
         columns=sorted(results[ANSWER_COLUMNS_AXIS].unique()),
         questions=_questions_view(results, design),
         unpublished=sorted(results.loc[~results["published_data"].astype(bool), "dataset"].unique()),
-        batch_size=", ".join(sorted({tables.value_text(v) for v in results["train.batch_size"]})),
-        evals_per_epoch=", ".join(sorted({tables.value_text(v) for v in results["train.evals_per_epoch"]})),
+        batch_size=_values(results, "train.batch_size"),
+        evals_per_epoch=_values(results, "train.evals_per_epoch"),
         warmup_steps=int(results["throughput_warmup_steps"].max()),
         datasets=[_dataset_view(params, d, results, histories, links) for d in params.matrix["dataset"]],
         heatmap=png_data_uri(figures.plot_accuracy_heatmap(results, axes)),
@@ -236,12 +246,12 @@ def _tidy(results: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
 
 
 def _dvc_metrics(results: pd.DataFrame, params: Params) -> dict:
-    """Per dataset, per configuration ("activation_relu-bn_off-dropout_0"): mean test accuracy and AUC."""
+    """Per dataset, per configuration ("activation_relu-bn_off-dropout_0.0"): mean test accuracy and AUC."""
     by = configuration_axes(params)
     summary = summarize(results, by, ["test_accuracy", "val_auc"], params.report.confidence)
     metrics: dict = {}
     for _, row in summary.iterrows():
-        config = "-".join(f"{axis_label(a)}_{tables.value_text(row[a])}" for a in by if a != "dataset")
+        config = "-".join(f"{axis_label(a)}_{format_value(row[a])}" for a in by if a != "dataset")
         metrics.setdefault(row["dataset"], {})[config] = {
             "test_accuracy": row["test_accuracy.mean"],
             "val_auc": row["val_auc.mean"],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cell_outputs import find_cell_outputs, read_cell_outputs
-from pipeline.cells import Cell, expand_matrix
+from pipeline.cells import Cell, cell_settings, expand_matrix
 from pipeline.convergence import target_metrics
 from pipeline.errors import UserError
 from pipeline.params import Params, flatten
@@ -56,6 +56,7 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
     rows, histories = [], {}
     for name, cell in wanted.items():
         summary, history = outputs[name].summary, outputs[name].history
+        _check_trained_as_the_study_says(params, cell, summary, found[name])
         measured = {k: v for k, v in summary.items() if k not in ("axes", "settings")}
         rows.append(
             {
@@ -67,3 +68,13 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
         )
         histories[cell] = history
     return pd.DataFrame(rows), histories
+
+
+def _check_trained_as_the_study_says(params: Params, cell: Cell, summary: dict, folder: Path) -> None:
+    """Refuse a cell whose outputs came from other training settings (a stale folder, a hand-run stage)."""
+    expected = flatten("train", cell_settings(params, cell).train.model_dump())
+    recorded = flatten("train", summary["settings"]["train"])
+    differ = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {recorded.get(k)!r} (study: {expected.get(k)!r})" for k in differ[:3])
+        raise UserError(f"{folder} was trained with other settings than the study's: {shown}; run `dvc repro` again")

@@ -103,6 +103,9 @@ def _median_text(median: Median, digits: int) -> str:
 
 
 def value_text(value: object) -> str:
+    """An axis value as the page shows it: 0.5, 0, 1e-05, true."""
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -83,4 +83,4 @@ def test_the_report_groups_by_the_new_axis(lr_study):
     assert '<th class="key">learning_rate</th>' in html  # a column of the per-configuration table
     assert all(name in html for name in CELLS)
     metrics = json.loads((folder / "reports" / "metrics.json").read_text())["fashion_mnist"]
-    assert set(metrics) == {f"activation_relu-bn_{bn}-dropout_0-learning_rate_{lr}" for bn, lr in CELLS.values()}
+    assert set(metrics) == {f"activation_relu-bn_{bn}-dropout_0.0-learning_rate_{lr}" for bn, lr in CELLS.values()}

@@ -43,7 +43,9 @@ def test_missing_prepared_data_names_the_stage(tmp_path, capsys):
         str(tmp_path / "o"),
     ]
     assert run_cli(lambda: train.main(argv)) == 1
-    assert "dvc repro prepare@cifar10" in capsys.readouterr().err
+    assert (
+        "no prepared data; run `dvc repro` for the study first (its stage prepare@cifar10)" in capsys.readouterr().err
+    )
 
 
 def test_fetch_with_a_bad_mirror(tmp_path, monkeypatch, capsys):

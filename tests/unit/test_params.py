@@ -146,3 +146,28 @@ def test_a_dataset_without_targets_uses_its_defaults(tmp_path):
     params = load_params(path)
     assert params.targets_for("fashion_mnist") == list(DATASETS["fashion_mnist"].default_targets)
     assert params.targets_for("cifar10") == [0.5, 0.6, 0.7]
+
+
+def test_a_bad_value_is_blamed_on_its_own_axis_only(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["matrix"].update(dropout=[1.5, 0.0]))
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value).splitlines()[1:] == ["  matrix.dropout.0: Input should be less than 1 (got 1.5)"]
+
+
+@pytest.mark.parametrize(
+    ("axes", "needle"),
+    [
+        ({"train.epochs.foo": [1]}, "matrix.train.epochs.foo: not a setting"),  # below a leaf
+        ({"seed": [0, "0"]}, r"matrix.seed.1: '0' is the same setting as value 0"),  # one cell, named twice
+        ({"train.optimizer.nesterov": [False, True]}, "nesterov applies to sgd only, not rmsprop"),  # ignored by it
+        (
+            {"train.optimizer.name": ["sgd", "adam"], "train.optimizer.momentum": [0.0, 0.9]},
+            r"matrix: the cell .*'adam'.*0.9.*momentum applies to sgd and rmsprop",
+        ),
+    ],
+)
+def test_axes_that_would_name_cells_wrongly_are_refused(tmp_path, axes, needle):
+    path = _write(tmp_path, lambda raw: raw["matrix"].update(axes))
+    with pytest.raises(ParamsError, match=needle):
+        load_params(path)

@@ -65,7 +65,7 @@ def test_numbers_come_from_the_histories(params, tmp_path):
     assert by_bn.loc[("off", 0), "steps_to_acc50"] == 20 and by_bn.loc[("post", 0), "steps_to_acc50"] == 10
     assert bool(by_bn.loc[("off", 0), "reached_acc70"]) is False and pd.isna(by_bn.loc[("off", 0), "steps_to_acc70"])
     assert by_bn.loc[("post", 1), "seconds_to_acc70"] == 6.0
-    assert dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0"]["test_accuracy"] == pytest.approx(0.73)
+    assert dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0.0"]["test_accuracy"] == pytest.approx(0.73)
     assert "cifar10-relu-post-0.0-1" in html and "digest-cifar10" in html
     assert "Not the published datasets" not in html
 
@@ -107,7 +107,22 @@ def test_a_diverged_cell_is_counted_and_adds_no_accuracy(params, tmp_path):
     history.loc[2, ["val_accuracy", "val_loss"]] = None  # no accuracy after the divergence
     history.to_csv(diverged / "history.csv", index=False)
     html, results, dvc_metrics = build_report(params, cells)
-    post = dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0"]
+    post = dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0.0"]
     assert post["test_accuracy"] == pytest.approx(0.79)  # the completed seed only, not a NaN or a 0.1
     assert results.set_index(["bn", "seed"]).loc[("post", 1), "outcome"] == "diverged"
     assert '<td class="diverged">1</td>' in html
+
+
+def test_a_cell_trained_with_other_settings_is_refused(params, tmp_path):
+    cells = tmp_path / "cells"
+    for seed in (0, 1):
+        for bn in ("off", "post"):
+            _write_cell(cells, "cifar10", "relu", bn, seed, [0.1, 0.3, 0.52, 0.61, 0.65])
+    stale = cells / "cifar10-relu-post-0.0-1" / "metrics.json"
+    summary = json.loads(stale.read_text())
+    summary["settings"]["train"]["epochs"] = 2  # e.g. a stage run by hand with another params file
+    stale.write_text(json.dumps(summary))
+    with pytest.raises(
+        UserError, match=r"cifar10-relu-post-0.0-1 was trained with other settings.*train.epochs 2 \(study: 10\)"
+    ):
+        build_report(params, cells)

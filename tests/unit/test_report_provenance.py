@@ -140,3 +140,16 @@ def test_same_runs_same_page(tmp_path):
     first_html, first_results, first_metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
     html, results, metrics = build_report(params, cells, lock_path=lock, links=RunLinks())
     assert html == first_html and results.equals(first_results) and metrics == first_metrics
+
+
+def test_a_batch_size_axis_is_named_as_an_axis_with_each_budget(tmp_path):
+    params = study_params(tmp_path, bn=["off", "post"], extra_axes={"train.batch_size": [128, 32, 64]})
+    cells = tmp_path / "cells"
+    for bn in ("off", "post"):
+        for batch in (128, 32, 64):  # a bigger batch: fewer steps in the same epochs
+            write_cell(cells, bn=bn, crossings={0.5: 10, 0.6: None, 0.7: None}, budget=6400 // batch,
+                       extra_axes={"train.batch_size": batch})  # fmt: skip
+    html, results, metrics = build_report(params, cells, links=RunLinks())
+    assert "batch size per cell (an axis) (cifar10 50–200 steps)" in html
+    assert "50–200 optimizer steps per run (25–100 per epoch, batch 32, 64, 128)" in html
+    assert "activation_relu-bn_off-dropout_0.0-batch_size_32" in metrics["cifar10"]
