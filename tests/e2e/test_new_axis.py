@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -84,3 +86,21 @@ def test_the_report_groups_by_the_new_axis(lr_study):
     assert all(name in html for name in CELLS)
     metrics = json.loads((folder / "reports" / "metrics.json").read_text())["fashion_mnist"]
     assert set(metrics) == {f"activation_relu-bn_{bn}-dropout_0.0-learning_rate_{lr}" for bn, lr in CELLS.values()}
+
+
+def test_an_overlay_that_gains_a_section_is_caught_then_regenerated(lr_study):
+    repo, env, folder, _ = lr_study
+    overlay = folder / "params.yaml"
+    overlay.write_text(OVERLAY + "report:\n  confidence: 0.9\n")  # a section the generated stages do not name yet
+    stale = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro", "studies/lr/dvc.yaml"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert stale.returncode != 0
+    assert "is out of date with the study's params" in stale.stderr + stale.stdout
+    assert "uv run python -m pipeline.dvcfile" in stale.stderr + stale.stdout
+    regenerate_pipeline(repo)
+    again = dvc(repo, env, "repro", "studies/lr/dvc.yaml")
+    # only the page is rebuilt, now at the overlay's confidence level
+    assert "Running stage 'studies/lr/dvc.yaml:train@" not in again.stdout
+    assert "Running stage 'studies/lr/dvc.yaml:report'" in again.stdout
+    assert "Intervals: 90% paired bootstrap" in (folder / "reports" / "index.html").read_text()
