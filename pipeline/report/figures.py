@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import textwrap
 
 import matplotlib
 
@@ -62,7 +63,8 @@ def _condition_label(axes: list[str], key: tuple) -> str:
         str(value) if axis == "activation" else f"{axis_label(axis)} {value_text(value)}"
         for axis, value in zip(axes, key, strict=True)
     ]
-    return ", ".join(words) or "all runs"
+    # Wrapped: with several axes a one-line title would run into its neighbour's.
+    return textwrap.fill(", ".join(words), 34) or "all runs"
 
 
 def _conditions(runs: pd.DataFrame, axes: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
