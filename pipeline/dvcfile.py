@@ -97,10 +97,7 @@ def _imports(root: Path, path: Path, module: str) -> set[str]:
 
 
 def code_deps(root: Path, entry: str) -> list[str]:
-    """Files (relative to root) of `entry` and every project module it imports, transitively.
-
-    A folder stands for all of its files when every one of its modules is needed.
-    """
+    """Files (relative to root) of `entry` and every project module it imports, transitively."""
     seen: set[str] = set()
     todo = [entry]
     while todo:
@@ -113,39 +110,32 @@ def code_deps(root: Path, entry: str) -> list[str]:
         todo += sorted(_imports(root, _module_file(root, module), module))
     files = {_module_file(root, m).relative_to(root).as_posix() for m in seen}
     files |= {extra for f in list(files) for extra in DATA_FILES.get(f, [])}
-    return _fold_folders(root, files)
-
-
-def _fold_folders(root: Path, files: set[str]) -> list[str]:
-    """Replace the files of a subpackage by its folder when every one of its modules is needed."""
-    subpackages = sorted({Path(f).parent.as_posix() for f in files if "/" in Path(f).parent.as_posix()})
-    for folder in subpackages:  # shallow first: a folded parent leaves nothing of its children to fold
-        modules = {p.relative_to(root).as_posix() for p in (root / folder).rglob("*.py")}
-        if modules and modules <= files:
-            files = {f for f in files if not f.startswith(folder + "/")} | {folder}
     return sorted(files)
 
 
 # -- the stages ---------------------------------------------------------------------------------
 
 
-def _params_deps(study: Path, files: list[str], sections: list[str] | None) -> list:
-    """DVC params entries: per file, the wanted sections it has (None: every section of it)."""
+def _params_deps(sections_in: dict[str, list[str]], wanted: list[str] | None) -> list:
+    """DVC params entries: per file, the wanted sections it has (None: every section of it).
+
+    Only sections a file has: DVC refuses a params key missing from its file.
+    """
     entries: list = []
-    for name in files:
-        raw = YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8")) or {}
-        keys = [k for k in raw if sections is None or k in sections]
-        if keys:
-            entries.append({name: keys} if name != "params.yaml" else keys)
-    flat: list = []
-    for entry in entries:
-        flat += entry if isinstance(entry, list) else [entry]
-    return flat
+    for name, sections in sections_in.items():
+        keys = [k for k in sections if wanted is None or k in wanted]
+        if keys:  # the study's own params.yaml is DVC's default file: plain keys
+            entries += keys if name == "params.yaml" else [{name: keys}]
+    return entries
 
 
 def pipeline_definition(root: Path, study: Path) -> dict:
     files = params_files(root, study)
     params = load_params(*(study / f for f in files))
+    cells = expand_matrix(params)
+    sections_in = {
+        name: list(YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8"))) for name in files
+    }
     up = os.path.relpath(root, study)
     up = "" if up == "." else up + "/"
     with_params = " ".join(f"--params {f}" for f in files)
@@ -163,24 +153,24 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "outs": ["data/raw/${item}"],
             },
         }
-    datasets = list(dict.fromkeys(cell.dataset for cell in expand_matrix(params)))
+    datasets = list(dict.fromkeys(cell.dataset for cell in cells))
     stages["prepare"] = {
         "foreach": datasets,
         "do": {
             "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
             f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
             "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
-            "params": _params_deps(study, files, ["prepare"]),
+            "params": _params_deps(sections_in, ["prepare"]),
             "outs": ["data/prepared/${item}"],
         },
     }
     stages["train"] = {
-        "foreach": {cell.name: {"dataset": cell.dataset} for cell in expand_matrix(params)},
+        "foreach": {cell.name: {"dataset": cell.dataset} for cell in cells},
         "do": {
             "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
             "--data data/prepared/${item.dataset} --out results/cells/${key}",
             "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
-            "params": _params_deps(study, files, ["train"]),
+            "params": _params_deps(sections_in, ["train"]),
             "outs": ["results/cells/${key}"],
         },
     }
@@ -190,7 +180,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
         # The params files whole: a section an overlay gains is no params dep of any stage until the
         # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
         "deps": [*code("pipeline.report.__main__"), *files, "results/cells"],
-        "params": _params_deps(study, files, None),  # it loads the whole study: every section
+        "params": _params_deps(sections_in, None),  # it loads the whole study: every section
         "outs": ["reports/index.html", "reports/results.csv"],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }

@@ -151,3 +151,10 @@ def test_a_module_change_is_seen_by_the_stages_that_import_it(repo_copy):
     }
     assert "pipeline/layer_names.py" in deps["train"]
     assert all("pipeline/layer_names.py" not in deps[name] for name in ("fetch", "prepare", "report"))
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_the_report_depends_on_its_page_template(study):
+    # Read at run time, not imported: no import shows it, so the generator must name it.
+    deps = [(study / d).resolve() for d in _stages(study)["report"]["deps"]]
+    assert REPO / "pipeline" / "report" / "templates" in deps
