@@ -26,8 +26,10 @@ from pipeline.cells import expand_sweep
 from pipeline.errors import UserError, run_cli
 from pipeline.params import LEARNING_RATE, SWEEP_SCORES, Params, format_value, load_params
 
+SCORE_DECIMALS = 9  # scores equal to this many decimals are a tie: float noise in a mean decides nothing
 RULE = (
-    "score = mean of {choose_by} over the sweep seeds {seeds} ({epochs} epoch(s) each); a rate for which any seed "
+    "score = mean of {choose_by} over the sweep seeds {seeds} ({epochs} epoch(s) each), rounded to "
+    f"{SCORE_DECIMALS} decimals; a rate for which any seed "
     "diverged or has no value scores worst; the {direction} score wins; equal scores go to the smaller rate, "
     "and so does a configuration whose every rate diverged"
 )
@@ -41,7 +43,7 @@ def score(runs: list[dict], choose_by: str) -> float | None:
         if run.get("outcome") == "diverged" or value is None or not math.isfinite(float(value)):
             return None
         values.append(float(value))
-    return sum(values) / len(values)
+    return round(sum(values) / len(values), SCORE_DECIMALS)
 
 
 def pick(scores: dict[float, float | None], choose_by: str) -> float:

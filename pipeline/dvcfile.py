@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = study / "dvc.yaml"
         if not has_own_pipeline(root, study):  # its stages are in the root dvc.yaml: two copies would clash
             if path.is_file():
-                stale.append(path.relative_to(root).as_posix())
+                stale.append(path.relative_to(root).as_posix() + " (its stages belong in the root dvc.yaml)")
                 if not args.check:
                     path.unlink()
             continue
