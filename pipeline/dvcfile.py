@@ -258,6 +258,10 @@ def root_definition(root: Path) -> dict:
                 stage = {**stage, "do": {"wdir": where, **stage["do"]}}
             else:
                 stage = {"wdir": where, **stage}
+            if name == "report":  # its runs are recorded in the root dvc.lock, not one of its own
+                stage["cmd"] = stage["cmd"].replace(
+                    "--lock dvc.lock", f"--lock {os.path.relpath(root, study)}/dvc.lock"
+                )
             definition["stages"][f"{study.name}-{name}"] = stage
         definition["plots"].append({f"{where}/results/cells": {"x": "step", "y": "val_accuracy"}})
     return definition

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from ruamel.yaml import YAML
@@ -112,8 +111,8 @@ def test_the_best_mean_wins_a_diverged_rate_scores_worst_and_a_tie_goes_to_the_s
     params = _params()
     off, post = "fashion_mnist-relu-off-0.0", "fashion_mnist-relu-post-0.0"
     scores = {}
-    # means 0.55, 0.7, 0.7 (in floats 0.7000000000000001: equal once rounded), 0.985 (0.1 diverged)
-    for rate, (a, b) in {0.0001: (0.5, 0.6), 0.001: (0.7, 0.7), 0.01: (0.8, 0.6), 0.1: (0.99, 0.98)}.items():
+    # means 0.1, 0.15, 0.15 (in floats 0.15000000000000002: equal once rounded), 0.985 (0.1 diverged)
+    for rate, (a, b) in {0.0001: (0.1, 0.1), 0.001: (0.25, 0.05), 0.01: (0.1, 0.2), 0.1: (0.99, 0.98)}.items():
         scores[(off, rate, 0)], scores[(off, rate, 1)] = a, b
     for rate, (a, b) in {0.0001: (0.2, 0.2), 0.001: (0.4, 0.5), 0.01: (0.9, 0.8), 0.1: (None, 0.95)}.items():
         scores[(post, rate, 0)], scores[(post, rate, 1)] = a, b
@@ -121,9 +120,10 @@ def test_the_best_mean_wins_a_diverged_rate_scores_worst_and_a_tie_goes_to_the_s
     _write_sweep(tmp_path, params, scores, diverged={(off, 0.1, 1)})
     chosen = choose.choose(params, tmp_path)
     off_entry, post_entry = chosen["configurations"][off], chosen["configurations"][post]
-    assert off_entry["learning_rate"] == 0.001  # 0.001 and 0.01 tie at 0.7: the smaller rate
+    assert (0.1 + 0.2) / 2 != (0.25 + 0.05) / 2  # the tie is one only once rounded
+    assert off_entry["learning_rate"] == 0.001  # 0.001 and 0.01 tie at 0.15: the smaller rate
     assert off_entry["scores"]["0.1"] is None and off_entry["diverged"] == ["0.1"]
-    assert math.isclose(off_entry["scores"]["0.001"], 0.7) and math.isclose(off_entry["scores"]["0.0001"], 0.55)
+    assert off_entry["scores"]["0.001"] == off_entry["scores"]["0.01"] == 0.15 and off_entry["scores"]["0.0001"] == 0.1
     assert post_entry["learning_rate"] == 0.01 and post_entry["scores"]["0.1"] is None
     assert chosen["rule"].startswith("score = mean of best_val_accuracy over the sweep seeds [0, 1]")
     assert off_entry["axes"] == {"dataset": "fashion_mnist", "activation": "relu", "bn": "off", "dropout": 0.0}
@@ -246,6 +246,7 @@ def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_r
     assert ours["claim_x-choose"]["wdir"] == "studies/claim_x"
     assert ours["claim_x-train"]["do"]["wdir"] == "studies/claim_x"
     assert ours["claim_x-train"]["do"]["outs"] == ["results/cells/${key}"]  # inside its folder, by wdir
+    assert "--lock ../../dvc.lock" in ours["claim_x-report"]["cmd"]  # the lock its runs are recorded in
     assert "train" in root and "report" in root  # the main study's own stages are still there
     dvcfile.ensure_current(folder)  # outside a stage: nothing to check
     with pytest.raises(Exception, match="runs with the main study"):
