@@ -43,7 +43,7 @@ def run_cell(
     if prepared != cell.dataset:
         raise UserError(f"{data_dir} holds {prepared} data, but cell {cell.name} trains on {cell.dataset}")
     tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
-    settings = settings or cell_settings(params, cell)
+    settings = cell_settings(params, cell) if settings is None else settings
     device = check_device()
     data = load_prepared(data_dir)
     with tracking.track_cell(params, cell, settings, data.meta, device, lr_policy) as run:
