@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 
 from pipeline.errors import UserError
-from pipeline.params import CELL_AXES, CellSettings, Params, apply_axes, format_value, read_dotted
+from pipeline.params import CELL_AXES, LEARNING_RATE, CellSettings, Params, apply_axes, format_value, read_dotted
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,11 @@ class Cell:
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.axes)
+
+    @property
+    def configuration(self) -> str:
+        """The cell's name without its seed (and a sweep cell's learning rate): what a sweep chooses for."""
+        return Cell(tuple((k, v) for k, v in self.axes if k not in ("seed", LEARNING_RATE))).name
 
 
 def expand_matrix(params: Params) -> list[Cell]:
@@ -76,3 +81,40 @@ def find_cell(params: Params, name: str, source: str) -> Cell:
 def axis_label(key: str) -> str:
     """An axis as a column or panel reads it: its leaf key ("learning_rate" for train.optimizer.learning_rate)."""
     return key.rsplit(".", 1)[-1]
+
+
+# -- the learning-rate sweep (params `sweep:`) ---------------------------------------------------
+
+
+def expand_sweep(params: Params) -> list[Cell]:
+    """One cell per configuration x sweep learning rate x sweep seed: `<configuration>-learning_rate_<rate>-<seed>`."""
+    if params.sweep is None:
+        return []
+    configurations = {cell.configuration: cell for cell in expand_matrix(params)}
+    return [
+        Cell(tuple((k, v) for k, v in cell.axes if k != "seed") + ((LEARNING_RATE, rate), ("seed", seed)))
+        for cell in configurations.values()
+        for rate in params.sweep.learning_rates
+        for seed in params.sweep.seeds
+    ]
+
+
+def sweep_settings(params: Params, cell: Cell) -> CellSettings:
+    """A sweep cell trains for the sweep's budget at its own rate; everything else as the study says."""
+    assert params.sweep is not None
+    return apply_axes(params.train, {**cell.as_dict(), "train.epochs": params.sweep.epochs})
+
+
+def tuned_settings(params: Params, cell: Cell, learning_rate: float) -> CellSettings:
+    """A cell of the study trained at the learning rate chosen for its configuration."""
+    return apply_axes(params.train, {**cell.as_dict(), LEARNING_RATE: learning_rate})
+
+
+def find_sweep_cell(params: Params, name: str, source: str) -> Cell:
+    for cell in expand_sweep(params):
+        if cell.name == name:
+            return cell
+    raise UserError(
+        f"sweep cell {name} is not in the sweep of {source}; if the sweep or the matrix changed, "
+        "regenerate the pipeline with `uv run python -m pipeline.dvcfile`"
+    )

@@ -7,7 +7,17 @@ over the root params.yaml. For every study this writes its dvc.yaml:
     fetch     (main study only) one stage per known dataset; every study shares data/raw/
     prepare   one stage per dataset of the study's matrix
     train     one stage per cell, train@<cell name>, with the cell as its one argument
+    sweep     (a study with `sweep:`) one stage per configuration x rate x sweep seed,
+              sweep@<configuration>-learning_rate_<rate>-<seed>, into results/sweep/cells/
+    choose    (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
+    tuned     (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
+              rate (chosen.json is a dependency), into results/tuned/
     report    the study's page
+
+A study under studies/ marked `study.runs_with_main: true` has no dvc.yaml of its own:
+its stages go into the root dvc.yaml, named `<study>-<stage>` (`claim_001-train@<cell>`),
+each with `wdir: studies/<study>`, so that a plain `dvc repro` runs it and its outputs
+still land in its folder. DVC allows an output in one dvc.yaml only: one place each.
 
 Each stage depends on exactly the project modules its entry point imports (found
 by reading the imports, lazy ones included; conservative: an import anywhere in a
@@ -32,7 +42,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from pipeline.cells import expand_matrix
+from pipeline.cells import expand_matrix, expand_sweep
 from pipeline.data.datasets import DATASETS
 from pipeline.errors import UserError, run_cli
 from pipeline.params import load_params
@@ -40,6 +50,7 @@ from pipeline.params import load_params
 PACKAGE = "pipeline"
 STUDIES = "studies"
 GENERATOR = "uv run python -m pipeline.dvcfile"
+CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configuration, in a study with `sweep:`
 # Files a module reads at run time that no import shows.
 DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
 
@@ -55,6 +66,18 @@ def repo_root(start: Path | None = None) -> Path:
 def study_dirs(root: Path) -> list[Path]:
     """The main study, then every overlay under studies/, by name."""
     return [root, *sorted(p.parent for p in (root / STUDIES).glob("*/params.yaml"))]
+
+
+def runs_with_main(root: Path, study: Path) -> bool:
+    """Whether a study's stages go into the root dvc.yaml (the root itself: no, it is the main study)."""
+    if study.resolve() == root.resolve():
+        return False
+    return load_params(*(study / f for f in params_files(root, study))).study.runs_with_main
+
+
+def has_own_pipeline(root: Path, study: Path) -> bool:
+    """The main study and every study not marked `runs_with_main` have a dvc.yaml of their own."""
+    return not runs_with_main(root, study)
 
 
 def params_files(root: Path, study: Path) -> list[str]:
@@ -174,12 +197,48 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "outs": ["results/cells/${key}"],
         },
     }
+    tuned: list[str] = []
+    if params.sweep is not None:
+        stages["sweep"] = {
+            "foreach": {cell.name: {"dataset": cell.dataset} for cell in expand_sweep(params)},
+            "do": {
+                "cmd": f"python -m pipeline.train {with_params} --sweep-cell ${{key}} "
+                "--data data/prepared/${item.dataset} --out results/sweep/cells/${key}",
+                "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
+                "params": _params_deps(sections_in, ["train", "sweep"]),
+                "outs": ["results/sweep/cells/${key}"],
+            },
+        }
+        stages["choose"] = {
+            "cmd": f"python -m pipeline.choose {with_params} --sweep results/sweep/cells --out {CHOSEN}",
+            "deps": [*code("pipeline.choose"), "results/sweep/cells"],
+            "params": _params_deps(sections_in, ["matrix", "sweep"]),
+            "outs": [CHOSEN],
+        }
+        stages["tuned"] = {
+            "foreach": {cell.name: {"dataset": cell.dataset} for cell in cells},
+            "do": {
+                "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} --learning-rate-from {CHOSEN} "
+                "--data data/prepared/${item.dataset} --out results/tuned/${key}",
+                "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}", CHOSEN],
+                "params": _params_deps(sections_in, ["train"]),
+                "outs": ["results/tuned/${key}"],
+            },
+        }
+        tuned = ["--tuned results/tuned", f"--chosen {CHOSEN}"]
     stages["report"] = {
         # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
-        "cmd": f"python -m pipeline.report {with_params} --cells results/cells --lock dvc.lock --out reports",
+        "cmd": " ".join(
+            [f"python -m pipeline.report {with_params} --cells results/cells", *tuned, "--lock dvc.lock --out reports"]
+        ),
         # The params files whole: a section an overlay gains is no params dep of any stage until the
         # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
-        "deps": [*code("pipeline.report.__main__"), *files, "results/cells"],
+        "deps": [
+            *code("pipeline.report.__main__"),
+            *files,
+            "results/cells",
+            *(["results/tuned", CHOSEN] if tuned else []),
+        ],
         "params": _params_deps(sections_in, None),  # it loads the whole study: every section
         "outs": ["reports/index.html", "reports/results.csv"],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
@@ -187,10 +246,38 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}
 
 
+def root_definition(root: Path) -> dict:
+    """The main study's stages, then those of every study marked `runs_with_main`, prefixed and in its folder."""
+    definition = pipeline_definition(root, root)
+    for study in study_dirs(root)[1:]:
+        if not runs_with_main(root, study):
+            continue
+        where = study.relative_to(root).as_posix()
+        for name, stage in pipeline_definition(root, study)["stages"].items():
+            if "do" in stage:
+                stage = {**stage, "do": {"wdir": where, **stage["do"]}}
+            else:
+                stage = {"wdir": where, **stage}
+            if name == "report":  # its runs are recorded in the root dvc.lock, not one of its own
+                stage["cmd"] = stage["cmd"].replace(
+                    "--lock dvc.lock", f"--lock {os.path.relpath(root, study)}/dvc.lock"
+                )
+            definition["stages"][f"{study.name}-{name}"] = stage
+        definition["plots"].append({f"{where}/results/cells": {"x": "step", "y": "val_accuracy"}})
+    return definition
+
+
 def render(root: Path, study: Path) -> str:
-    name = "the main study" if study.resolve() == root.resolve() else f"the study {study.name}"
+    is_root = study.resolve() == root.resolve()
+    if not is_root and runs_with_main(root, study):
+        raise UserError(
+            f"{study.name} runs with the main study (study.runs_with_main): its stages are in the root dvc.yaml"
+        )
+    name = "the main study" if is_root else f"the study {study.name}"
+    marked = [s.name for s in study_dirs(root)[1:] if is_root and runs_with_main(root, s)]
+    also = f" and the studies run with it ({', '.join(marked)})" if marked else ""
     header = (
-        f"# Generated for {name} from {' + '.join(params_files(root, study))} by `{GENERATOR}`.\n"
+        f"# Generated for {name}{also} from {' + '.join(params_files(root, study))} by `{GENERATOR}`.\n"
         "# Do not edit: change the params, then run that command. A stage refuses to run from an\n"
         "# out-of-date copy, and a test fails if one is committed.\n"
     )
@@ -198,7 +285,7 @@ def render(root: Path, study: Path) -> str:
     yaml = YAML()
     yaml.width = 4096  # one command per line
     yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.dump(pipeline_definition(root, study), buffer)
+    yaml.dump(root_definition(root) if is_root else pipeline_definition(root, study), buffer)
     return header + buffer.getvalue()
 
 
@@ -207,8 +294,12 @@ def ensure_current(study: Path | None = None) -> None:
     if "DVC_STAGE" not in os.environ:
         return
     study = (study or Path.cwd()).resolve()
+    root = repo_root(study)
     path = study / "dvc.yaml"
-    if path.is_file() and path.read_text(encoding="utf-8") != render(repo_root(study), study):
+    if not path.is_file():  # a study run with the main one: its stages are in the root dvc.yaml
+        study, path = root, root / "dvc.yaml"
+    expected = render(root, study) if has_own_pipeline(root, study) else None
+    if path.is_file() and path.read_text(encoding="utf-8") != expected:
         raise UserError(
             f"{path} is out of date with the study's params (a changed matrix, overlay or import); "
             f"run `{GENERATOR}` in {repo_root(study)}, then `dvc repro` again"
@@ -223,6 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = []
     for study in study_dirs(root):
         path = study / "dvc.yaml"
+        if not has_own_pipeline(root, study):  # its stages are in the root dvc.yaml: two copies would clash
+            if path.is_file():
+                stale.append(path.relative_to(root).as_posix() + " (its stages belong in the root dvc.yaml)")
+                if not args.check:
+                    path.unlink()
+            continue
         text = render(root, study)
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             continue

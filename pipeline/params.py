@@ -48,6 +48,8 @@ def _unique(values: list) -> list:
 
 class StudyParams(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")  # MLflow experiment name
+    # A study under studies/ whose stages go into the root dvc.yaml, so that a plain `dvc repro` runs it.
+    runs_with_main: bool = False
 
 
 class PrepareParams(_Strict):
@@ -95,6 +97,44 @@ def _whole_percents(targets: list[float]) -> list[float]:
 Targets = Annotated[list[float], Field(min_length=1), AfterValidator(_whole_percents)]
 
 
+LEARNING_RATE = "train.optimizer.learning_rate"
+MIN_SWEEP_DECADES = 3
+# What a sweep may choose by: validation quantities of a cell's metrics.json, and which way is better.
+SWEEP_SCORES = {"best_val_accuracy": "max", "final_val_accuracy": "max", "val_auc": "max", "final_val_loss": "min"}
+
+
+def _sweep_grid(rates: list[float]) -> list[float]:
+    _unique(rates)
+    bad = [r for r in rates if not r > 0]
+    if bad:
+        raise ValueError(f"learning rates must be positive, got {bad}")
+    decades = math.log10(max(rates) / min(rates))
+    if decades < MIN_SWEEP_DECADES - 1e-9:
+        raise ValueError(
+            f"the grid spans {decades:.2f} decades ({min(rates):g} to {max(rates):g}); a sweep needs at least "
+            f"{MIN_SWEEP_DECADES}, e.g. [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]"
+        )
+    return sorted(rates)
+
+
+def _validation_quantity(name: str) -> str:
+    if name not in SWEEP_SCORES:
+        raise ValueError(
+            f"{name!r} is not a validation quantity to choose by; use one of {', '.join(SWEEP_SCORES)} "
+            "(the test set is used once, at the end, never to choose)"
+        )
+    return name
+
+
+class SweepParams(_Strict):
+    """A learning rate chosen per configuration on validation, then rerun over the study's seeds."""
+
+    learning_rates: Annotated[list[float], Field(min_length=2), AfterValidator(_sweep_grid)]  # a log grid
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1), AfterValidator(_unique)]
+    epochs: int = Field(ge=1)  # the budget of each sweep run
+    choose_by: Annotated[str, AfterValidator(_validation_quantity)]
+
+
 class ReportParams(_Strict):
     confidence: float = Field(gt=0.5, lt=1)  # level of every confidence interval in the report
 
@@ -121,6 +161,7 @@ class Params(_Strict):
     train: TrainParams
     targets: dict[Dataset, Targets] = Field(default_factory=dict)  # absent dataset: its descriptor's defaults
     report: ReportParams
+    sweep: SweepParams | None = None  # absent: the study trains at train.optimizer.learning_rate only
 
     def targets_for(self, dataset: str) -> list[float]:
         return list(self.targets.get(dataset) or descriptor(dataset).default_targets)
@@ -240,6 +281,15 @@ def _combination_errors(params: Params, most: int = 5) -> list[str]:
     return errors
 
 
+def _sweep_errors(params: Params) -> list[str]:
+    if params.sweep is not None and LEARNING_RATE in params.matrix:
+        return [
+            f"  sweep: the study also has {LEARNING_RATE} as a matrix axis; a sweep chooses the learning rate "
+            "per configuration, so remove one of the two"
+        ]
+    return []
+
+
 def apply_axes(train: TrainParams, axes: dict[str, object]) -> CellSettings:
     """The settings of the cell with these axis values, validated by the same schema as params.yaml."""
     raw: dict = {"train": train.model_dump()}
@@ -267,7 +317,7 @@ def parse_params(raw: object, source: str | Path) -> Params:
     except ValidationError as error:
         lines = _format_errors(str(source), error)
     else:
-        lines = _matrix_errors(params)
+        lines = _matrix_errors(params) + _sweep_errors(params)
         if not lines:
             return params
     raise ParamsError("\n".join([f"{source}: {len(lines)} invalid setting(s):", *lines]))

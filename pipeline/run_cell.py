@@ -15,13 +15,24 @@ from pipeline.convergence import target_metrics
 from pipeline.data.prepared import load_prepared
 from pipeline.device import check_device
 from pipeline.errors import UserError
-from pipeline.params import Params
+from pipeline.params import CellSettings, Params
 from pipeline.provenance import git_commit
 from pipeline.training import train_cell
 
 
-def run_cell(params: Params, cell: Cell, data_dir: Path, out_dir: Path) -> dict:
-    """Train `cell` of the study `params` on the prepared data in `data_dir`; returns its summary."""
+def run_cell(
+    params: Params,
+    cell: Cell,
+    data_dir: Path,
+    out_dir: Path,
+    settings: CellSettings | None = None,
+    lr_policy: str = "fixed",
+) -> dict:
+    """Train `cell` of the study `params` on the prepared data in `data_dir`; returns its summary.
+
+    `settings` default to the cell's as the study gives them; a sweep or tuned cell passes its
+    own (another rate, or the sweep's budget), with `lr_policy` "sweep" or "tuned" saying which.
+    """
     from pipeline import tracking  # MLflow only where it is used: the training library stays importable without it
 
     if not (data_dir / "meta.json").is_file():
@@ -32,15 +43,16 @@ def run_cell(params: Params, cell: Cell, data_dir: Path, out_dir: Path) -> dict:
     if prepared != cell.dataset:
         raise UserError(f"{data_dir} holds {prepared} data, but cell {cell.name} trains on {cell.dataset}")
     tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
-    settings = cell_settings(params, cell)
+    settings = cell_settings(params, cell) if settings is None else settings
     device = check_device()
     data = load_prepared(data_dir)
-    with tracking.track_cell(params, cell, settings, data.meta, device) as run:
+    with tracking.track_cell(params, cell, settings, data.meta, device, lr_policy) as run:
         result = train_cell(settings, data, on_eval=run.log_eval)
         summary = {
             "cell": cell.name,
             "axes": cell.as_dict(),
             "settings": settings.model_dump(),
+            "lr_policy": lr_policy,
             **result.summary,
             "data_digest": data.meta["data_digest"],
             "published_data": data.meta["published_data"],

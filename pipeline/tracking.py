@@ -126,12 +126,16 @@ class CellRun:
 
 
 @contextmanager
-def track_cell(params: Params, cell: Cell, settings: CellSettings, data_meta: dict, device: str) -> Iterator[CellRun]:
+def track_cell(
+    params: Params, cell: Cell, settings: CellSettings, data_meta: dict, device: str, lr_policy: str = "fixed"
+) -> Iterator[CellRun]:
     """A child run for `cell` under the study's parent; marked FAILED if training raises.
 
     Params: the cell's effective settings under their dotted keys (its axes among
     them), the study's prepare settings and the data digest. Tags: the axes again,
-    so that the UI can filter and group by them, and the provenance.
+    so that the UI can filter and group by them, and the provenance. Sweep and tuned runs
+    (params `sweep:`) are tracked the same way, with the role "sweep" or "tuned" instead of
+    "cell" and the tag `bnbench.lr_policy` (fixed, sweep or tuned) on every run.
     """
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
@@ -140,7 +144,8 @@ def track_cell(params: Params, cell: Cell, settings: CellSettings, data_meta: di
     parent = study_run_id(client, experiment_id, params)
     tags = {
         "mlflow.parentRunId": parent,
-        "bnbench.role": "cell",
+        "bnbench.role": "cell" if lr_policy == "fixed" else lr_policy,
+        "bnbench.lr_policy": lr_policy,
         "bnbench.cell": cell.name,
         "bnbench.study_key": study_key(params),
         "bnbench.axes": ",".join(key for key, _ in cell.axes),
@@ -154,7 +159,8 @@ def track_cell(params: Params, cell: Cell, settings: CellSettings, data_meta: di
         **{key: format_value(value) for key, value in cell.axes},
     }
     mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cell.name, tags=tags, log_system_metrics=True):
+    run_name = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=True):
         mlflow.log_params(
             {
                 **flatten("", settings.model_dump()),

@@ -6,6 +6,10 @@ Writes: <out>/metrics.json, history.csv and curves.png (pipeline/cell_outputs.py
         logs the same to MLflow as a child run of the study.
 Run:    python -m pipeline.train --cell cifar10-relu-post-0.0-0 \
             --data data/prepared/cifar10 --out results/cells/cifar10-relu-post-0.0-0
+        A study with `sweep:` also has sweep cells (the sweep's budget, at one rate of its grid):
+            --sweep-cell cifar10-relu-post-0.0-learning_rate_0.01-0 --out results/sweep/cells/<that name>
+        and tuned cells (a cell at the rate chosen for its configuration by the stage choose):
+            --cell <cell> --learning-rate-from results/sweep/chosen.json --out results/tuned/<cell>
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cells import find_cell
-from pipeline.errors import run_cli
+from pipeline.cells import cell_settings, find_cell, find_sweep_cell, sweep_settings, tuned_settings
+from pipeline.chosen_file import chosen_rate, read_chosen
+from pipeline.errors import UserError, run_cli
 from pipeline.params import load_params
 from pipeline.run_cell import run_cell
 
@@ -24,7 +29,12 @@ from pipeline.run_cell import run_cell
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays (repeatable)")
-    parser.add_argument("--cell", required=True, help="the cell's name, as its stage train@<name> has it")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cell", help="the cell's name, as its stage train@<name> (or tuned@<name>) has it")
+    which.add_argument("--sweep-cell", help="a sweep cell's name, as its stage sweep@<name> has it")
+    parser.add_argument(
+        "--learning-rate-from", type=Path, help="the choose stage's file: train --cell at its configuration's rate"
+    )
     parser.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
@@ -34,8 +44,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     files = args.params or [Path("params.yaml")]
     params = load_params(*files)
-    cell = find_cell(params, args.cell, " + ".join(map(str, files)))
-    s = run_cell(params, cell, args.data, args.out)
+    source = " + ".join(map(str, files))
+    if args.sweep_cell:
+        if args.learning_rate_from:
+            raise UserError("--learning-rate-from applies to --cell (a tuned cell), not to --sweep-cell")
+        cell = find_sweep_cell(params, args.sweep_cell, source)
+        settings, policy = sweep_settings(params, cell), "sweep"
+    elif args.learning_rate_from:
+        cell = find_cell(params, args.cell, source)
+        rate = chosen_rate(read_chosen(args.learning_rate_from), cell.configuration, args.learning_rate_from)
+        settings, policy = tuned_settings(params, cell, rate), "tuned"
+    else:
+        cell = find_cell(params, args.cell, source)
+        settings, policy = cell_settings(params, cell), "fixed"
+    s = run_cell(params, cell, args.data, args.out, settings=settings, lr_policy=policy)
     if s["outcome"] == "diverged":
         print(f"train: {cell.name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")
     else:

@@ -4,8 +4,10 @@ Reads:  <cells>/*/ for the cells of the current study (pipeline/cell_outputs.py)
         the study's params (params.yaml, then any overlay given by a further --params);
         the dvc.lock given by --lock (its digest, for provenance); MLFLOW_TRACKING_URI,
         when it is a server, for links to each run.
+        With --tuned and --chosen (a study with `sweep:`), the tuned cells too, shown beside
+        the fixed-rate ones.
 Writes: <out>/index.html (one self-contained page), <out>/results.csv (one row per
-        run), <out>/metrics.json (DVC metrics: per-configuration means).
+        run, `lr_policy` fixed or tuned), <out>/metrics.json (DVC metrics: per-configuration means).
 Run:    python -m pipeline.report --cells results/cells --lock dvc.lock --out reports
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.dvcfile import ensure_current
-from pipeline.errors import run_cli
+from pipeline.errors import UserError, run_cli
 from pipeline.params import load_params
 from pipeline.report.build import write_report
 
@@ -26,6 +28,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, action="append", help="params.yaml, then overlays (repeatable)")
     parser.add_argument("--cells", type=Path, required=True, help="directory holding one folder per cell")
+    parser.add_argument("--tuned", type=Path, default=None, help="a study with `sweep:`: one folder per tuned cell")
+    parser.add_argument("--chosen", type=Path, default=None, help="with --tuned: the choose stage's file")
     parser.add_argument("--lock", type=Path, default=None, help="the pipeline's dvc.lock, for provenance")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
@@ -35,7 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(*(args.params or [Path("params.yaml")]))
     ensure_current()  # a stale dvc.yaml would leave cells of the study untrained
-    runs = write_report(params, args.cells, args.out, lock_path=args.lock)
+    if (args.tuned is None) != (args.chosen is None):
+        raise UserError("--tuned and --chosen go together (the tuned cells and the rates they were chosen at)")
+    runs = write_report(
+        params, args.cells, args.out, lock_path=args.lock, tuned_dir=args.tuned, chosen_path=args.chosen
+    )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
     return 0
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cells import Cell, axis_label
+from pipeline.chosen_file import read_chosen
 from pipeline.convergence import target_key
 from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
-from pipeline.report.collect import axes_of, collect_results, configuration_axes
+from pipeline.report.collect import LR_POLICY, axes_of, collect_results, configuration_axes
 from pipeline.report.figures import LEARNING_RATE
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.lockfile import lock_digest
@@ -171,11 +172,72 @@ def _dataset_view(
     }
 
 
+def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dict) -> dict:
+    """The tuned runs beside the fixed ones: what was chosen from which scores, the answers, the tables."""
+    rates = [format_value(r) for r in chosen["learning_rates"]]
+    rows = []
+    for name, entry in chosen["configurations"].items():
+        scores = entry["scores"]
+        rows.append(
+            {
+                "name": name,
+                "rate": format_value(entry["learning_rate"]),
+                "scores": [
+                    {
+                        "text": "diverged" if r in entry["diverged"] else tables.number(scores.get(r)),
+                        "diverged": r in entry["diverged"],
+                    }
+                    for r in rates
+                ],
+            }
+        )
+    by = [axis for axis in configuration_axes(params) if axis != "dataset"]
+    datasets = []
+    for dataset in params.matrix["dataset"]:
+        keys = [target_key(t) for t in params.targets_for(dataset)]
+        runs = tuned[tuned["dataset"] == dataset]
+        datasets.append(
+            {
+                "name": dataset,
+                "targets": [f"{t:g}" for t in params.targets_for(dataset)],
+                "axis_labels": [axis_label(axis) for axis in by],
+                "configurations": tables.configuration_rows(runs, by, keys, params.report.confidence),
+            }
+        )
+    return {
+        "grid": ", ".join(rates),
+        "rates": rates,
+        "budget": f"{chosen['epochs']} epoch(s), sweep seeds {', '.join(map(str, chosen['seeds']))}",
+        "rule": chosen["rule"],
+        "choose_by": chosen["choose_by"],
+        "n_cells": len(tuned),
+        "chosen": rows,
+        "columns": sorted(tuned[ANSWER_COLUMNS_AXIS].unique()),
+        "questions": _questions_view(tuned, design),
+        "datasets": datasets,
+    }
+
+
 def build_report(
-    params: Params, cells_dir: Path, lock_path: Path | None = None, links: RunLinks | None = None
+    params: Params,
+    cells_dir: Path,
+    lock_path: Path | None = None,
+    links: RunLinks | None = None,
+    tuned_dir: Path | None = None,
+    chosen_path: Path | None = None,
 ) -> tuple[str, pd.DataFrame, dict]:
-    """The page, the tidy table (one row per run) and the DVC metrics, all from the cells' outputs."""
+    """The page, the tidy table (one row per run) and the DVC metrics, all from the cells' outputs.
+
+    With `tuned_dir` and `chosen_path` (a study with `sweep:`), the tuned runs are read too:
+    answered and tabled on their own, beside the fixed-rate ones, never pooled with them.
+    """
     results, histories = collect_results(params, cells_dir)
+    tuned, tuned_view = None, None
+    if tuned_dir is not None and chosen_path is not None:
+        chosen = read_chosen(chosen_path)
+        rates = {name: float(entry["learning_rate"]) for name, entry in chosen["configurations"].items()}
+        tuned, _ = collect_results(params, tuned_dir, rates)
+        tuned_view = _tuned_view(params, _design(params), tuned, chosen)
     design = _design(params)
     axes = axes_of(params)
     if links is None:
@@ -217,8 +279,14 @@ def build_report(
         versions=library_versions(),
         lock=lock,
         mlflow_command="uv run mlflow ui --backend-store-uri sqlite:///mlflow.db",
+        tuned=tuned_view,
     )
-    return html, _tidy(results, axes), _dvc_metrics(results, params)
+    tidy = _tidy(results, axes)
+    metrics = _dvc_metrics(results, params)
+    if tuned is not None:
+        tidy = pd.concat([tidy, _tidy(tuned, axes)], ignore_index=True)
+        metrics["tuned"] = _dvc_metrics(tuned, params)
+    return html, tidy, metrics
 
 
 def _diverged(runs: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> frozenset[Cell]:
@@ -241,7 +309,7 @@ def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) ->
 def _tidy(results: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """One row per run: its name and axes first, then its settings, then every measurement."""
     settings = sorted(c for c in results.columns if c.startswith("train.") and c not in axes)
-    first = ["cell", *axes, *settings]
+    first = ["cell", *axes, LR_POLICY, *settings]
     return results[first + [c for c in results.columns if c not in first]]
 
 
@@ -260,9 +328,18 @@ def _dvc_metrics(results: pd.DataFrame, params: Params) -> dict:
     return metrics
 
 
-def write_report(params: Params, cells_dir: Path, out_dir: Path, lock_path: Path | None = None) -> int:
+def write_report(
+    params: Params,
+    cells_dir: Path,
+    out_dir: Path,
+    lock_path: Path | None = None,
+    tuned_dir: Path | None = None,
+    chosen_path: Path | None = None,
+) -> int:
     """Build the report and write index.html, results.csv and metrics.json into `out_dir`; returns the run count."""
-    html, results, dvc_metrics = build_report(params, cells_dir, lock_path=lock_path)
+    html, results, dvc_metrics = build_report(
+        params, cells_dir, lock_path=lock_path, tuned_dir=tuned_dir, chosen_path=chosen_path
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(html, encoding="utf-8")
     results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")

@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.cell_outputs import find_cell_outputs, read_cell_outputs
-from pipeline.cells import Cell, cell_settings, expand_matrix
+from pipeline.cells import Cell, cell_settings, expand_matrix, tuned_settings
 from pipeline.convergence import target_metrics
 from pipeline.errors import UserError
-from pipeline.params import Params, flatten
+from pipeline.params import CellSettings, Params, flatten
 
 SEED = "seed"
+LR_POLICY = "lr_policy"  # results.csv: "fixed" (the study's learning rate) or "tuned" (chosen by the sweep)
 
 
 def axes_of(params: Params) -> list[str]:
@@ -30,12 +31,17 @@ def configuration_axes(params: Params) -> list[str]:
     return [axis for axis in params.matrix if axis != SEED]
 
 
-def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict[Cell, pd.DataFrame]]:
+def collect_results(
+    params: Params, cells_dir: Path, chosen: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, dict[Cell, pd.DataFrame]]:
     """One row per cell (axes, settings, summary, time to each target) and each cell's history.
 
     Folders of cells no longer in the study are left out; a cell of the study
-    without results is an error that names its stage.
+    without results is an error that names its stage. With `chosen` (configuration ->
+    learning rate, from the choose stage) these are the tuned cells, each checked to
+    have trained at its configuration's chosen rate; `lr_policy` says which.
     """
+    stage = "train" if chosen is None else "tuned"
     wanted = {cell.name: cell for cell in expand_matrix(params)}
     found: dict[str, Path] = {}
     outputs = {}
@@ -50,17 +56,27 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
     missing = [name for name in wanted if name not in found]
     if missing:
         raise UserError(
-            f"no results for {len(missing)} cell(s), e.g. train@{missing[0]}; run `dvc repro` first "
+            f"no results for {len(missing)} cell(s), e.g. {stage}@{missing[0]}; run `dvc repro` first "
             "(if the matrix changed, regenerate the pipeline first: `uv run python -m pipeline.dvcfile`)"
         )
     rows, histories = [], {}
     for name, cell in wanted.items():
         summary, history = outputs[name].summary, outputs[name].history
-        _check_trained_as_the_study_says(params, cell, summary, found[name])
-        measured = {k: v for k, v in summary.items() if k not in ("axes", "settings")}
+        if chosen is None:
+            expected = cell_settings(params, cell)
+        else:
+            expected = tuned_settings(params, cell, chosen[cell.configuration])
+        _check_trained_as_the_study_says(expected, summary, found[name])
+        policy = "fixed" if chosen is None else "tuned"
+        if summary.get(LR_POLICY, "fixed") != policy:
+            raise UserError(
+                f"{found[name]} holds a {summary[LR_POLICY]} run, not a {policy} one; run `dvc repro` again"
+            )
+        measured = {k: v for k, v in summary.items() if k not in ("axes", "settings", LR_POLICY)}
         rows.append(
             {
                 **cell.as_dict(),
+                LR_POLICY: policy,
                 **flatten("", {"train": summary["settings"]["train"]}),
                 **measured,
                 **target_metrics(history, params.targets_for(cell.dataset)),
@@ -70,9 +86,9 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
     return pd.DataFrame(rows), histories
 
 
-def _check_trained_as_the_study_says(params: Params, cell: Cell, summary: dict, folder: Path) -> None:
+def _check_trained_as_the_study_says(settings: CellSettings, summary: dict, folder: Path) -> None:
     """Refuse a cell whose outputs came from other training settings (a stale folder, a hand-run stage)."""
-    expected = flatten("train", cell_settings(params, cell).train.model_dump())
+    expected = flatten("train", settings.train.model_dump())
     recorded = flatten("train", summary["settings"]["train"])
     differ = sorted(k for k in expected.keys() | recorded.keys() if expected.get(k) != recorded.get(k))
     if differ:

@@ -22,7 +22,8 @@ def _definitions(stage: dict) -> dict:
     return stage["do"] if "do" in stage else stage
 
 
-STUDIES = dvcfile.study_dirs(REPO)
+# Studies with a dvc.yaml of their own (one marked `study.runs_with_main` is in the root's).
+STUDIES = [study for study in dvcfile.study_dirs(REPO) if dvcfile.has_own_pipeline(REPO, study)]
 
 
 def test_there_is_a_main_study_and_an_overlay():
@@ -59,7 +60,8 @@ def test_each_stage_depends_on_every_project_module_its_entry_point_imports(stud
         definition = _definitions(stage)
         entry = definition["cmd"].split()[2]  # python -m <entry> ...
         entry = "pipeline.report.__main__" if entry == "pipeline.report" else entry
-        deps = [(study / d).resolve() for d in definition["deps"] if "pipeline" in Path(d).parts]
+        where = study / definition.get("wdir", ".")  # a study run with the main one: paths from its folder
+        deps = [(where / d).resolve() for d in definition["deps"] if "pipeline" in Path(d).parts]
         assert all(d.exists() for d in deps), f"{name}: a code dependency does not exist"
         for file in _imported_files(entry):
             assert any(file == d or d in file.parents for d in deps), f"{name}: {file.relative_to(REPO)} not in deps"

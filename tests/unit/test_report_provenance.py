@@ -70,9 +70,11 @@ def test_page_shows_the_lock_digest_and_results_are_one_row_per_run(tmp_path):
     assert lock_digest(lock).sha256 in html
     assert len(results) == 4 and not results.duplicated(["dataset", "activation", "bn", "dropout", "seed"]).any()
     assert list(results.columns[:6]) == ["cell", "dataset", "activation", "bn", "dropout", "seed"]
+    # then which learning rate the run had (the study's fixed one here; "tuned" where a sweep chose it)
+    assert results.columns[6] == "lr_policy" and set(results["lr_policy"]) == {"fixed"}
     settings = [c for c in results.columns if c.startswith("train.")]
     # then every effective setting, once
-    assert results.columns.get_loc(settings[0]) == 6 and len(settings) == len(
+    assert results.columns.get_loc(settings[0]) == 7 and len(settings) == len(
         flatten("train", params.train.model_dump())
     )
     assert set(results["train.architecture"]) == {params.train.architecture}
