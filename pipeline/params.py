@@ -27,7 +27,16 @@ from pipeline.errors import UserError
 Dataset = Literal[tuple(DATASETS)]  # one descriptor per dataset: pipeline/data/datasets.py
 Activation = Literal["sigmoid", "relu", "tanh", "elu", "selu", "gelu", "silu"]
 BatchNorm = Literal["off", "pre", "post"]
-Architecture = Literal["seed_cnn", "strided_cnn", "mlp"]
+Architecture = Literal["seed_cnn", "strided_cnn", "mlp", "conv5_cnn"]
+# Keras' built-in kernel initializers by name (keras.initializers.get); the random ones at their defaults.
+Initializer = Literal[
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
+    "random_normal", "random_uniform", "truncated_normal", "orthogonal",
+]  # fmt: skip
+# How prepare scales pixels: standardize (per channel, the training split's mean and std),
+# unit_range (/255, article 003), l2_axis1 (keras.utils.normalize(x, axis=1): each image's
+# columns to unit L2 norm along the height, article 000), raw (0-255 as floats, article 001).
+Scaling = Literal["standardize", "unit_range", "l2_axis1", "raw"]
 
 
 class ParamsError(UserError):
@@ -57,6 +66,7 @@ class PrepareParams(_Strict):
     split_seed: int = Field(ge=0)  # seeds the split and the subset, not the training
     max_train_examples: int | None = Field(default=None, ge=100)  # stratified subset; null: all
     max_test_examples: int | None = Field(default=None, ge=100)
+    scaling: Scaling = "standardize"  # input scaling, recorded in each dataset's meta.json
 
 
 class OptimizerParams(_Strict):
@@ -64,6 +74,8 @@ class OptimizerParams(_Strict):
     learning_rate: float = Field(gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)  # sgd and rmsprop only
     nesterov: bool = False  # sgd only
+    # Legacy Keras `decay`: lr_t = learning_rate / (1 + decay * t), t the optimizer steps taken.
+    decay: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _only_settings_the_optimizer_uses(self) -> OptimizerParams:
@@ -75,6 +87,14 @@ class OptimizerParams(_Strict):
         return self
 
 
+class AugmentationParams(_Strict):
+    """Article 000's ImageDataGenerator settings, as Keras layers in the model (training only)."""
+
+    horizontal_flip: bool = False
+    shear_degrees: float = Field(default=0.0, ge=0, le=45)  # shear_range: an angle in DEGREES, drawn in [-d, d]
+    zoom: float = Field(default=0.0, ge=0, lt=1)  # zoom_range: height and width zoom drawn apart in [1-z, 1+z]
+
+
 class TrainParams(_Strict):
     architecture: Architecture  # a seed article's model, layer for layer (pipeline/models.py)
     optimizer: OptimizerParams
@@ -83,6 +103,11 @@ class TrainParams(_Strict):
     evals_per_epoch: int = Field(ge=1)  # validation passes per epoch: the resolution of steps-to-target
     bn_momentum: float = Field(gt=0, lt=1)  # moving-statistics decay of BatchNormalization
     bn_epsilon: float = Field(gt=0)
+    # post only: whether the Conv/Dense layer before the activation and BN keeps its bias
+    # (pre always drops it, off always keeps it). Article 003 drops it in both placements.
+    post_bn_bias: bool = True
+    kernel_initializer: Initializer | None = None  # every Conv/Dense kernel; null: each article's own
+    augmentation: AugmentationParams = Field(default_factory=lambda: AugmentationParams())
 
 
 def _whole_percents(targets: list[float]) -> list[float]:

@@ -76,6 +76,7 @@ def prepare_dataset(dataset: str, raw_dir: Path, settings: PrepareParams):
         },
         "mean": mean,  # per channel, pixels in [0, 1], training split only
         "std": std,
+        "scaling": settings.scaling,  # how load_prepared scales the stored uint8 pixels (pipeline/data/prepared.py)
         "data_digest": data_digest(splits),
         "source_md5": files.md5,
         "published_data": files.published,

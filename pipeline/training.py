@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.convergence import history_metrics
 from pipeline.data.prepared import PreparedData
-from pipeline.models import ModelSpec, build_model
+from pipeline.models import build_model, model_spec
 from pipeline.optimizers import build_optimizer
 from pipeline.params import CellSettings
 from pipeline.seeding import seed_everything
@@ -165,14 +165,7 @@ def train_cell(
     """
     train = settings.train
     seed_everything(settings.seed)
-    spec = ModelSpec(
-        architecture=train.architecture,
-        activation=settings.activation,
-        bn=settings.bn,
-        dropout=settings.dropout,
-        bn_momentum=train.bn_momentum,
-        bn_epsilon=train.bn_epsilon,
-    )
+    spec = model_spec(settings)
     model = build_model(spec, data.input_shape, data.num_classes)
     # jit_compile=False: XLA's MaxPool gradient is not deterministic on GPU.
     model.compile(

@@ -102,15 +102,39 @@ def write_prepared(out_dir: Path, splits: dict[str, Split], meta: dict) -> None:
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def scale_images(images: np.ndarray, scaling: str, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W, C) as float32, scaled as the study's `prepare.scaling` says.
+
+    standardize: per channel, pixels in [0, 1] less the training split's mean, over its std.
+    unit_range:  pixels / 255 (article 003).
+    l2_axis1:    keras.utils.normalize(x, axis=1) (article 000): each image's columns divided by
+                 their L2 norm along axis 1, the height, per column and channel (a zero norm
+                 divides by 1). Per image, so no statistics; invariant to the 0-255 scale.
+    raw:         pixel values 0-255 as floats (article 001's notebook fed them unscaled).
+    """
+    if scaling == "standardize":
+        return ((images.astype(np.float32) / 255.0) - mean) / std
+    if scaling == "unit_range":
+        return images.astype(np.float32) / np.float32(255.0)
+    if scaling == "l2_axis1":
+        pixels = images.astype(np.float32)
+        norms = np.sqrt(np.square(pixels).sum(axis=1, keepdims=True))
+        return pixels / np.where(norms == 0, np.float32(1.0), norms)
+    if scaling == "raw":
+        return images.astype(np.float32)
+    raise UserError(f"unknown input scaling {scaling!r}; known: standardize, unit_range, l2_axis1, raw")
+
+
 def load_prepared(data_dir: Path) -> PreparedData:
-    """Load the arrays, normalized with the training split's statistics, as float32."""
+    """Load the arrays as float32, scaled as prepare recorded (the training split's statistics)."""
     meta = json.loads((data_dir / "meta.json").read_text(encoding="utf-8"))
     mean = np.asarray(meta["mean"], dtype=np.float32)
     std = np.asarray(meta["std"], dtype=np.float32)
+    scaling = meta.get("scaling", "standardize")  # prepared before the setting existed: the default
 
     def load(name: str) -> Split:
         images = np.load(data_dir / f"{name}_images.npy", allow_pickle=False)
         labels = np.load(data_dir / f"{name}_labels.npy", allow_pickle=False)
-        return Split(((images.astype(np.float32) / 255.0) - mean) / std, labels.astype(np.int32))
+        return Split(scale_images(images, scaling, mean, std), labels.astype(np.int32))
 
     return PreparedData(train=load("train"), val=load("val"), test=load("test"), meta=meta)

@@ -34,3 +34,19 @@ def test_an_unknown_name_is_an_error_not_a_default():
     settings = OptimizerParams(name="sgd", learning_rate=0.1).model_copy(update={"name": "adamw"})
     with pytest.raises(UserError, match="unknown optimizer 'adamw'; known: adam, rmsprop, sgd"):
         build_optimizer(settings)
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop", "adam"])
+def test_decay_is_the_legacy_keras_inverse_time_schedule(name):
+    # Article 003: SGD(lr=0.01, decay=1e-6); Keras 2 used lr / (1 + decay * iterations) before each update.
+    optimizer = build_optimizer(OptimizerParams(name=name, learning_rate=0.01, decay=1e-6))
+    for step, expected in [(0, 0.01), (1, 0.01 / 1.000001), (100_000, 0.01 / 1.1), (1_000_000, 0.005)]:
+        optimizer.iterations.assign(step)
+        assert float(optimizer.learning_rate) == pytest.approx(expected, rel=1e-6), step
+
+
+def test_no_decay_is_a_constant_rate():
+    optimizer = build_optimizer(OptimizerParams(name="sgd", learning_rate=0.01))
+    optimizer.iterations.assign(1_000_000)
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+    assert not isinstance(optimizer._learning_rate, keras.optimizers.schedules.LearningRateSchedule)

@@ -28,10 +28,29 @@ def test_shipped_studies_are_valid(overlay):
     assert "off" in params.matrix["bn"] and len(expand_matrix(params)) >= 8
 
 
+CLAIM_STUDIES = sorted(p.parent.name for p in (REPO / "studies").glob("article*/params.yaml"))
+
+
+def test_every_article_has_a_claim_study():
+    assert {name[:10] for name in CLAIM_STUDIES} == {f"article00{i}" for i in range(5)}
+
+
+@pytest.mark.parametrize("study", CLAIM_STUDIES)
+def test_every_claim_study_validates_with_five_paired_seeds(study):
+    overlay = REPO / "studies" / study / "params.yaml"
+    params = load_params(REPO / "params.yaml", overlay)
+    assert params.matrix["seed"] == [0, 1, 2, 3, 4]
+    assert params.study.name == f"bnbench-{study}"
+    text = overlay.read_text(encoding="utf-8")
+    header = " ".join(text.replace("#", " ").split()).lower()
+    assert text.startswith("# Claim") and "runnable with the main pipeline" in header
+    assert len(params.matrix["bn"]) >= 2 or "train.kernel_initializer" in params.matrix  # something compared
+
+
 def test_full_study_is_the_cross_product():
     cells = expand_matrix(load_params(REPO / "params.yaml"))
-    assert len(cells) == 2 * 2 * 3 * 2 * 3
-    assert cells[0].name == "cifar10-sigmoid-off-0.0-0" and cells[-1].name == "fashion_mnist-relu-post-0.5-2"
+    assert len(cells) == 2 * 2 * 3 * 2 * 5  # SPEC: the main matrix has at least 5 seeds
+    assert cells[0].name == "cifar10-sigmoid-off-0.0-0" and cells[-1].name == "fashion_mnist-relu-post-0.5-4"
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -58,6 +77,13 @@ def test_bad_value_is_named_with_the_value(tmp_path):
         ("prepare", "val_fraction", 1.0, "prepare.val_fraction"),
         ("targets", "cifar10", [0.555], "targets.cifar10"),
         ("targets", "cifar10", [0.55001], "targets.cifar10"),  # would share the metric name acc55 with 0.55
+        ("prepare", "scaling", "minmax", "prepare.scaling"),
+        ("train", "kernel_initializer", "he_unifrom", "train.kernel_initializer"),
+        ("train", "post_bn_bias", "sometimes", "train.post_bn_bias"),
+        ("train", "augmentation", {"zoom": 1.0}, "train.augmentation.zoom"),
+        ("train", "augmentation", {"shear_degrees": -1}, "train.augmentation.shear_degrees"),
+        ("train", "augmentation", {"vertical_flip": True}, "train.augmentation.vertical_flip: unknown key"),
+        ("train", "architecture", "resnet", "train.architecture"),
     ],
 )
 def test_out_of_range_values_are_rejected(tmp_path, section, key, value, needle):
@@ -102,7 +128,7 @@ def test_a_setting_of_train_becomes_an_axis_by_its_dotted_key(tmp_path):
     path = _write(tmp_path, lambda raw: raw["matrix"].update({"train.optimizer.learning_rate": [0.1, 0.01]}))
     params = load_params(path)
     cells = expand_matrix(params)
-    assert len(cells) == 72 * 2
+    assert len(cells) == 120 * 2
     assert [c.name for c in cells[:2]] == [
         "cifar10-sigmoid-off-0.0-0-learning_rate_0.1",
         "cifar10-sigmoid-off-0.0-0-learning_rate_0.01",
@@ -127,6 +153,9 @@ def test_axis_values_are_named_as_the_schema_reads_them(tmp_path):
         ({"train.optimizer.name": ["sgd", "adamw"]}, "matrix.train.optimizer.name.1: Input should be"),
         ({"train.epochs": []}, "matrix.train.epochs: needs a non-empty list"),
         ({"train.epochs": 3}, "matrix.train.epochs: .*list"),
+        ({"train.optimizer.decay": [0.0, -1e-6]}, r"matrix.train.optimizer.decay.1: Input should be greater"),
+        ({"train.kernel_initializer": [None, "ones"]}, r"matrix.train.kernel_initializer.1: Input should be"),
+        ({"train.augmentation": [{"zoom": 0.1}]}, "matrix.train.augmentation: not a setting"),  # a section
     ],
 )
 def test_bad_axes_are_named(tmp_path, axes, needle):
@@ -171,3 +200,58 @@ def test_axes_that_would_name_cells_wrongly_are_refused(tmp_path, axes, needle):
     path = _write(tmp_path, lambda raw: raw["matrix"].update(axes))
     with pytest.raises(ParamsError, match=needle):
         load_params(path)
+
+
+def test_the_new_settings_are_axes(tmp_path):
+    axes = {
+        "train.post_bn_bias": [True, False],
+        "train.kernel_initializer": [None, "random_normal"],
+        "train.augmentation.zoom": [0.0, 0.2],
+        "train.optimizer.decay": [0.0, 1e-6],
+    }
+    path = _write(tmp_path, lambda raw: raw["matrix"].update(axes))
+    cells = expand_matrix(load_params(path))
+    assert len(cells) == 120 * 16
+    settings = cell_settings(load_params(path), cells[-1])
+    assert settings.train.post_bn_bias is False and settings.train.kernel_initializer == "random_normal"
+    assert settings.train.augmentation.zoom == 0.2 and settings.train.optimizer.decay == 1e-6
+
+
+# Each claim study's effective setup, as its article has it (the study files say where each comes from):
+# an edit to params.yaml that an overlay inherits cannot silently change an article's setup.
+ARTICLE_SETUPS = {
+    "article000": {"train.architecture": "seed_cnn", "train.optimizer.name": "rmsprop",
+                   "train.optimizer.learning_rate": 0.001, "train.batch_size": 32, "train.epochs": 5,
+                   "train.bn_momentum": 0.99, "train.post_bn_bias": True, "train.kernel_initializer": None,
+                   "train.augmentation.shear_degrees": 0.2, "train.augmentation.zoom": 0.2,
+                   "train.augmentation.horizontal_flip": True, "prepare.scaling": "l2_axis1"},
+    "article001": {"train.architecture": "strided_cnn", "train.optimizer.name": "adam",
+                   "train.optimizer.learning_rate": 0.001, "train.batch_size": 5000, "train.bn_momentum": 0.75,
+                   "train.bn_epsilon": 0.001, "train.post_bn_bias": True, "prepare.scaling": "raw"},
+    "article003": {"train.architecture": "mlp", "train.optimizer.name": "sgd", "train.optimizer.learning_rate": 0.01,
+                   "train.optimizer.momentum": 0.9, "train.optimizer.nesterov": True, "train.optimizer.decay": 1e-6,
+                   "train.epochs": 60, "train.batch_size": 32, "train.post_bn_bias": False,
+                   "train.bn_momentum": 0.99, "prepare.scaling": "unit_range"},
+    "article004_lr": {"train.architecture": "conv5_cnn", "train.bn_momentum": 0.9, "train.bn_epsilon": 0.001},
+    "article004_init": {"train.architecture": "conv5_cnn", "train.bn_momentum": 0.9, "train.bn_epsilon": 0.001},
+    "article004_sigmoid": {"train.architecture": "conv5_cnn", "train.bn_momentum": 0.9, "train.bn_epsilon": 0.001},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("study", sorted(ARTICLE_SETUPS))
+def test_claim_studies_hold_their_articles_setup(study):
+    from pipeline.params import read_dotted
+
+    params = load_params(REPO / "params.yaml", REPO / "studies" / study / "params.yaml")
+    for key, expected in ARTICLE_SETUPS[study].items():
+        assert read_dotted(params, key) == expected, key
+    assert not any(read_dotted(params, "train.augmentation." + k) for k in ("zoom", "shear_degrees")) or (
+        study == "article000"
+    )
+
+
+def test_article_003_validates_on_5000_of_60000():
+    import math
+
+    params = load_params(REPO / "params.yaml", REPO / "studies" / "article003" / "params.yaml")
+    assert math.ceil(params.prepare.val_fraction * 60_000) == 5000  # sklearn rounds test_size up

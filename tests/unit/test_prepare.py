@@ -7,7 +7,14 @@ import pytest
 
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import channel_stats, data_digest, load_prepared, split_dataset, write_prepared
+from pipeline.data.prepared import (
+    channel_stats,
+    data_digest,
+    load_prepared,
+    scale_images,
+    split_dataset,
+    write_prepared,
+)
 from pipeline.data.raw import FormatError, RawDataset
 from pipeline.params import PrepareParams
 from pipeline.prepare import check_parsed, prepare_dataset
@@ -121,3 +128,64 @@ def test_prepared_files_are_byte_identical_across_runs(raw, tmp_path):
         write_prepared(tmp_path / name, split_dataset(raw, val_fraction=0.1, seed=3), {"x": 1})
     for path in (tmp_path / "a").iterdir():
         assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+
+
+def _prepared_with(raw, tmp_path, scaling):
+    splits = split_dataset(raw, val_fraction=0.1, seed=0)
+    mean, std = channel_stats(splits["train"].images)
+    meta = {"mean": mean, "std": std, "scaling": scaling, "class_names": list(DATASETS["fashion_mnist"].class_names)}
+    write_prepared(tmp_path / scaling, splits, meta)
+    return splits, load_prepared(tmp_path / scaling)
+
+
+def test_unit_range_is_pixels_over_255(raw, tmp_path):
+    splits, data = _prepared_with(raw, tmp_path, "unit_range")  # article 003: train_images / 255.0
+    assert np.array_equal(data.val.images, splits["val"].images.astype(np.float32) / np.float32(255))
+    assert data.train.images.dtype == np.float32 and float(data.train.images.max()) <= 1.0
+
+
+def test_raw_is_the_pixel_values(raw, tmp_path):
+    splits, data = _prepared_with(raw, tmp_path, "raw")
+    assert np.array_equal(data.test.images, splits["test"].images.astype(np.float32))
+
+
+def test_l2_axis1_is_keras_utils_normalize_per_image(raw, tmp_path):
+    import keras
+
+    splits, data = _prepared_with(raw, tmp_path, "l2_axis1")
+    # Article 000: keras.utils.normalize(X, axis=1) on the uint8 NHWC array (float64 there).
+    expected = keras.utils.normalize(splits["train"].images.astype(np.float64), axis=1)
+    assert np.allclose(data.train.images, expected, atol=1e-6)
+    norms = np.sqrt(np.square(data.train.images.astype(np.float64)).sum(axis=1))
+    assert np.allclose(norms[norms > 0], 1.0, atol=1e-5)
+
+
+def test_scalings_use_no_statistics_of_the_validation_or_test_split(raw, tmp_path):
+    # Per-image scalings: an image's scaled values do not depend on any other image.
+    images = raw.train_images[:20]
+    mean, std = np.float32([0.3]), np.float32([0.2])
+    for scaling in ("unit_range", "l2_axis1", "raw", "standardize"):
+        alone = scale_images(images[:1], scaling, mean, std)
+        assert np.array_equal(alone, scale_images(images, scaling, mean, std)[:1]), scaling
+
+
+def test_prepare_records_the_scaling_and_load_applies_it(tmp_path):
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    write_fashion_mnist(raw_dir, train=400, test=100)
+    files = {p.name: md5(p) for p in raw_dir.iterdir()}
+    (raw_dir / "files.json").write_text(
+        json.dumps({"dataset": "fashion_mnist", "files": files, "published": False}), encoding="utf-8"
+    )
+    settings = PrepareParams(val_fraction=0.25, split_seed=0, scaling="unit_range")
+    splits, meta = prepare_dataset("fashion_mnist", raw_dir, settings)
+    assert meta["scaling"] == "unit_range"
+    write_prepared(tmp_path / "out", splits, meta)
+    assert float(load_prepared(tmp_path / "out").train.images.min()) >= 0.0
+
+
+def test_an_unknown_scaling_is_refused():
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="unknown input scaling 'minmax'"):
+        scale_images(np.zeros((1, 2, 2, 1), np.uint8), "minmax", np.float32([0]), np.float32([1]))
