@@ -55,7 +55,7 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
         )
     rows, histories = [], {}
     for name, cell in wanted.items():
-        summary, history = outputs[name].summary, outputs[name].history
+        summary, history, steps = outputs[name].summary, outputs[name].history, outputs[name].steps
         _check_trained_as_the_study_says(params, cell, summary, found[name])
         measured = {k: v for k, v in summary.items() if k not in ("axes", "settings")}
         rows.append(
@@ -63,7 +63,7 @@ def collect_results(params: Params, cells_dir: Path) -> tuple[pd.DataFrame, dict
                 **cell.as_dict(),
                 **flatten("", {"train": summary["settings"]["train"]}),
                 **measured,
-                **target_metrics(history, params.targets_for(cell.dataset)),
+                **target_metrics(history, params.targets_for(cell.dataset), steps, params.report.loss_window),
             }
         )
         histories[cell] = history
