@@ -65,6 +65,7 @@ def time_to_target(history: pd.DataFrame, target: float) -> dict[str, object]:
     Linear between the two evaluations that bracket the first crossing; a miss is
     recorded as a miss (`reached` False, the rest None), never as the budget.
     """
+    history = history[np.isfinite(history["val_accuracy"].to_numpy(dtype=float))]  # brackets are measured evaluations
     accuracy = history["val_accuracy"].to_numpy(dtype=float)
     hits = np.flatnonzero(accuracy >= target)
     if len(hits) == 0:

@@ -71,7 +71,9 @@ def test_numbers_come_from_the_histories(params, tmp_path):
     assert bool(by_bn.loc[("off", 0), "reached_acc70"]) is False and pd.isna(by_bn.loc[("off", 0), "steps_to_acc70"])
     assert by_bn.loc[("post", 1), "seconds_to_acc70"] == pytest.approx(4.0 + 2.0 * 0.04 / 0.06)
     # loss 2 - 0.025 s per step: its 20-step trailing mean is 2 - 0.025 (s - 9.5), at most 1.6 from step 26
-    assert by_bn.loc[("off", 0), "steps_to_loss1p6"] == 26 and by_bn.loc[("off", 0), "seconds_to_loss1p6"] == pytest.approx(5.2)
+    assert by_bn.loc[("off", 0), "steps_to_loss1p6"] == 26 and by_bn.loc[
+        ("off", 0), "seconds_to_loss1p6"
+    ] == pytest.approx(5.2)
     assert by_bn.loc[("post", 1), "steps_to_loss1p3"] == 38
     assert bool(by_bn.loc[("off", 0), "reached_loss1"]) is False  # would take step 50: past the 40-step budget
     assert "loss 1.3" in html
