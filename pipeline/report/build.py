@@ -237,6 +237,8 @@ def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) ->
         )
     if not any(c.startswith("grad_norm") for h in histories.values() for c in h.columns):
         missing.append("per-layer gradient norms (the histories record none)")
+    else:
+        missing.append("a figure of the per-layer gradient norms (recorded in each run's history.csv and MLflow)")
     return missing
 
 
