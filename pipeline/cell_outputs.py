@@ -1,7 +1,8 @@
 """A cell's output folder, written by the train stage and read by the report.
 
 metrics.json  the cell (name, axes, effective settings), its outcome and summary metrics
-history.csv   one row per validation pass, several per epoch
+history.csv   one row per evaluation, several per epoch (denser early): losses, accuracies, gradient norms
+steps.csv     one row per optimizer step: step, train_loss (that step's mini-batch loss)
 curves.png    accuracy and loss against epochs, for a look at one cell
 """
 
@@ -16,13 +17,14 @@ import pandas as pd
 
 from pipeline.errors import UserError
 
-METRICS, HISTORY, CURVES = "metrics.json", "history.csv", "curves.png"
+METRICS, HISTORY, STEPS, CURVES = "metrics.json", "history.csv", "steps.csv", "curves.png"
 
 
 @dataclass(frozen=True)
 class CellOutputs:
     summary: dict  # the contents of metrics.json
     history: pd.DataFrame
+    steps: pd.DataFrame  # step, train_loss
 
     @property
     def name(self) -> str:
@@ -54,10 +56,11 @@ def _plot_curves(history: pd.DataFrame, title: str, path: Path) -> None:
 
 def write_cell_outputs(out_dir: Path, outputs: CellOutputs) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / METRICS, out_dir / HISTORY, out_dir / CURVES]
+    paths = [out_dir / METRICS, out_dir / HISTORY, out_dir / STEPS, out_dir / CURVES]
     paths[0].write_text(_strict_json(outputs.summary), encoding="utf-8")
     outputs.history.to_csv(paths[1], index=False, float_format="%.6g")
-    _plot_curves(outputs.history, outputs.name, paths[2])
+    outputs.steps.to_csv(paths[2], index=False, float_format="%.6g")
+    _plot_curves(outputs.history, outputs.name, paths[3])
     return paths
 
 
@@ -65,13 +68,14 @@ def read_cell_outputs(out_dir: Path) -> CellOutputs:
     try:
         summary = json.loads((out_dir / METRICS).read_text(encoding="utf-8"))
         history = pd.read_csv(out_dir / HISTORY)
+        steps = pd.read_csv(out_dir / STEPS)
     except (OSError, ValueError) as error:
         raise UserError(
             f"{out_dir}: unreadable cell outputs ({error}); delete the folder and run `dvc repro`"
         ) from None
     if "cell" not in summary:
         raise UserError(f"{out_dir / METRICS}: written by an older bnbench (no cell name); run `dvc repro` again")
-    return CellOutputs(summary, history)
+    return CellOutputs(summary, history, steps)
 
 
 def find_cell_outputs(cells_dir: Path) -> list[Path]:

@@ -1,47 +1,117 @@
-"""Every measure derived from a cell's validation history, computed here and only here.
+"""Every measure derived from a cell's history and per-step losses, computed here and only here.
 
 A history is a table with one row per evaluation: `step` (optimizer steps so far),
-`epoch` (fractional), `seconds` (training time so far, evaluation excluded),
-`val_accuracy` and `val_loss`. The first row is the untrained model at step 0; after
-a divergence the last row has no accuracy.
+`epoch` (fractional), `seconds` (training time so far, evaluation and the compile
+step excluded), `val_accuracy` and `val_loss`. The first row is the untrained model
+at step 0; after a divergence the last row has no accuracy. The per-step losses
+(steps.csv) have one row per optimizer step: `step` (1-based) and `train_loss`, the
+loss of that step's mini-batch.
+
+Time to a target, two kinds (`Target`):
+- validation accuracy (key `acc50` for 0.5): the first evaluation at or above the
+  target, linearly interpolated with the evaluation before it. With accuracies a0 <
+  target <= a1 at steps s0, s1, the crossing is at s0 + (target - a0) / (a1 - a0) *
+  (s1 - s0); epochs and seconds are interpolated with the same fraction. Reached
+  already at step 0: step 0.
+- training loss (key `loss1p3` for 1.3, the dot written "p"): the first step at which
+  the trailing mean of the last W per-step losses (W = report.loss_window; defined
+  from step W on) is at or below the target. Epochs and seconds at that step are
+  interpolated linearly between the evaluations around it (timing is measured per
+  segment, not per step).
+A miss is a miss: `reached` False and the times None, never the budget.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+VAL_ACCURACY, TRAIN_LOSS = "val_accuracy", "train_loss"
 
-def target_key(target: float) -> str:
-    """Metric-name form of an accuracy target: 0.55 -> "acc55"."""
-    return f"acc{round(target * 100)}"
+
+@dataclass(frozen=True)
+class Target:
+    quantity: Literal["val_accuracy", "train_loss"]
+    value: float
+
+    @property
+    def key(self) -> str:
+        return target_key(self)
+
+    @property
+    def label(self) -> str:
+        """How the report shows it: "0.5" for an accuracy, "loss 1.3" for a training loss."""
+        return f"{self.value:g}" if self.quantity == VAL_ACCURACY else f"loss {self.value:g}"
+
+
+def target_key(target: Target | float) -> str:
+    """Metric-name form of a target: accuracy 0.55 -> "acc55", training loss 1.3 -> "loss1p3"."""
+    if isinstance(target, Target) and target.quantity == TRAIN_LOSS:
+        return "loss" + f"{target.value:g}".replace(".", "p")
+    value = target.value if isinstance(target, Target) else target
+    return f"acc{round(value * 100)}"
+
+
+MISS = {"reached": False, "steps": None, "epochs": None, "seconds": None}
 
 
 def time_to_target(history: pd.DataFrame, target: float) -> dict[str, object]:
-    """Steps, epochs and seconds until validation accuracy first reaches `target`.
+    """Steps, epochs and seconds until validation accuracy first reaches `target`, interpolated.
 
-    A miss is recorded as a miss (`reached` False, the rest None), never as the budget.
+    Linear between the two evaluations that bracket the first crossing; a miss is
+    recorded as a miss (`reached` False, the rest None), never as the budget.
     """
-    hits = history.index[history["val_accuracy"] >= target]
+    history = history[np.isfinite(history["val_accuracy"].to_numpy(dtype=float))]  # brackets are measured evaluations
+    accuracy = history["val_accuracy"].to_numpy(dtype=float)
+    hits = np.flatnonzero(accuracy >= target)
     if len(hits) == 0:
-        return {"reached": False, "steps": None, "epochs": None, "seconds": None}
-    row = history.loc[hits[0]]
+        return dict(MISS)
+    i = int(hits[0])
+    fraction = 1.0 if i == 0 else (target - accuracy[i - 1]) / (accuracy[i] - accuracy[i - 1])
+
+    def at(column: str) -> float:
+        values = history[column].to_numpy(dtype=float)
+        return float(values[i]) if i == 0 else float(values[i - 1] + fraction * (values[i] - values[i - 1]))
+
+    return {"reached": True, "steps": at("step"), "epochs": at("epoch"), "seconds": at("seconds")}
+
+
+def smoothed_loss(steps: pd.DataFrame, window: int) -> pd.Series:
+    """Trailing mean of the last `window` per-step losses, NaN for the first window - 1 steps."""
+    return steps["train_loss"].astype(float).rolling(window, min_periods=window).mean()
+
+
+def time_to_loss(history: pd.DataFrame, steps: pd.DataFrame, target: float, window: int) -> dict[str, object]:
+    """Steps, epochs and seconds until the smoothed training loss first falls to `target` or below."""
+    smooth = smoothed_loss(steps, window).to_numpy()
+    hits = np.flatnonzero(np.isfinite(smooth) & (smooth <= target))
+    if len(hits) == 0:
+        return dict(MISS)
+    step = float(steps["step"].iloc[int(hits[0])])
+    at_steps = history["step"].to_numpy(dtype=float)
     return {
         "reached": True,
-        "steps": int(row["step"]),
-        "epochs": float(row["epoch"]),
-        "seconds": float(row["seconds"]),
+        "steps": step,
+        "epochs": float(np.interp(step, at_steps, history["epoch"].to_numpy(dtype=float))),
+        "seconds": float(np.interp(step, at_steps, history["seconds"].to_numpy(dtype=float))),
     }
 
 
-def target_metrics(history: pd.DataFrame, targets: list[float]) -> dict[str, object]:
-    """reached_/steps_to_/epochs_to_/seconds_to_<acc key> for each target."""
+def target_metrics(
+    history: pd.DataFrame, targets: list[Target], steps: pd.DataFrame | None = None, loss_window: int = 20
+) -> dict[str, object]:
+    """reached_/steps_to_/epochs_to_/seconds_to_<key> for each target (`steps` needed for loss targets)."""
     metrics: dict[str, object] = {}
     for target in targets:
-        reached = time_to_target(history, target)
-        key = target_key(target)
+        if target.quantity == VAL_ACCURACY:
+            reached = time_to_target(history, target.value)
+        else:
+            reached = time_to_loss(history, steps, target.value, loss_window)
+        key = target.key
         metrics[f"reached_{key}"] = reached["reached"]
         metrics[f"steps_to_{key}"] = reached["steps"]
         metrics[f"epochs_to_{key}"] = reached["epochs"]

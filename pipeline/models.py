@@ -243,14 +243,38 @@ def augmentation_layers(augmentation: Augmentation, seed: int) -> list[layers.La
     return stack
 
 
+# Layer names by kind and position (conv1, conv2, bn1, dense1, ...; the classifier is "output"), so that
+# per-layer measurements have the same column names in every process, whatever Keras numbered before.
+_KIND_NAMES = {
+    layers.Conv2D: "conv",
+    layers.Dense: "dense",
+    layers.BatchNormalization: "bn",
+    layers.Activation: "act",
+    layers.MaxPooling2D: "pool",
+    layers.Dropout: "dropout",
+    layers.Flatten: "flatten",
+}
+
+
+def _name_by_position(hidden: list[layers.Layer]) -> list[layers.Layer]:
+    counts: dict[str, int] = {}
+    for layer in hidden:
+        kind = next((name for cls, name in _KIND_NAMES.items() if type(layer) is cls), "layer")
+        counts[kind] = counts.get(kind, 0) + 1
+        layer.name = f"{kind}{counts[kind]}"
+    return hidden
+
+
 def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """An uncompiled classifier ending in a softmax over `num_classes`."""
+    """An uncompiled classifier ending in a softmax over `num_classes`; layers named by kind and position."""
     return keras.Sequential(
         [
             keras.Input(shape=input_shape),
             *augmentation_layers(spec.augmentation, spec.seed),
-            *ARCHITECTURES[spec.architecture](spec),
-            layers.Dense(num_classes, activation="softmax", kernel_initializer=_init(spec, "glorot_uniform")),
+            *_name_by_position(ARCHITECTURES[spec.architecture](spec)),
+            layers.Dense(
+                num_classes, activation="softmax", kernel_initializer=_init(spec, "glorot_uniform"), name="output"
+            ),
         ],
         name=spec.architecture,
     )

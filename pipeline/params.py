@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML, YAMLError
 
+from pipeline.convergence import TRAIN_LOSS, VAL_ACCURACY, Target
 from pipeline.data.datasets import DATASETS, descriptor
 from pipeline.errors import UserError
 
@@ -101,6 +102,13 @@ class TrainParams(_Strict):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     evals_per_epoch: int = Field(ge=1)  # validation passes per epoch: the resolution of steps-to-target
+    early_evals: bool = True  # also evaluate after steps 1, 2, 4, ... of the first epoch (pipeline/training.py)
+    gradient_probe: int = Field(
+        default=256, ge=0
+    )  # training images on which per-layer gradient norms are measured; 0: none
+    bn_probe: int = Field(
+        default=256, ge=0
+    )  # training images BN statistics are re-estimated on at each evaluation; 0: none
     bn_momentum: float = Field(gt=0, lt=1)  # moving-statistics decay of BatchNormalization
     bn_epsilon: float = Field(gt=0)
     # post only: whether the Conv/Dense layer before the activation and BN keeps its bias
@@ -118,8 +126,22 @@ def _whole_percents(targets: list[float]) -> list[float]:
     return sorted(targets)
 
 
-# Validation accuracies whose first crossing measures convergence speed.
-Targets = Annotated[list[float], Field(min_length=1), AfterValidator(_whole_percents)]
+def _loss_levels(targets: list[float]) -> list[float]:
+    _unique(targets)
+    for target in targets:
+        # Up to 3 significant digits: the metric key (loss1p3) names the target exactly.
+        if not (math.isfinite(target) and target > 0) or float(f"{target:.3g}") != target:
+            raise ValueError(f"loss target {target} is not a positive number of at most 3 significant digits, e.g. 1.3")
+    return sorted(targets, reverse=True)
+
+
+class DatasetTargets(_Strict):
+    """A dataset's targets; a list left out takes the dataset's defaults, an empty list means none."""
+
+    # Validation accuracies whose first crossing measures convergence speed.
+    val_accuracy: Annotated[list[float], AfterValidator(_whole_percents)] | None = None
+    # Training losses (per step, smoothed over report.loss_window steps) whose first crossing does too.
+    train_loss: Annotated[list[float], AfterValidator(_loss_levels)] | None = None
 
 
 LEARNING_RATE = "train.optimizer.learning_rate"
@@ -162,6 +184,7 @@ class SweepParams(_Strict):
 
 class ReportParams(_Strict):
     confidence: float = Field(gt=0.5, lt=1)  # level of every confidence interval in the report
+    loss_window: int = Field(default=20, ge=1)  # steps of the trailing mean that smooths the loss for loss targets
 
 
 # The axes every cell has; any leaf of `train` may be an axis too, by its dotted key.
@@ -184,12 +207,17 @@ class Params(_Strict):
     prepare: PrepareParams
     matrix: dict[str, list] = Field(min_length=1)  # axis (dotted key) -> its values; cells are the cross product
     train: TrainParams
-    targets: dict[Dataset, Targets] = Field(default_factory=dict)  # absent dataset: its descriptor's defaults
+    targets: dict[Dataset, DatasetTargets] = Field(default_factory=dict)  # absent dataset: its descriptor's defaults
     report: ReportParams
     sweep: SweepParams | None = None  # absent: the study trains at train.optimizer.learning_rate only
 
-    def targets_for(self, dataset: str) -> list[float]:
-        return list(self.targets.get(dataset) or descriptor(dataset).default_targets)
+    def targets_for(self, dataset: str) -> list[Target]:
+        """The dataset's accuracy targets, then its loss targets; a list not given takes the descriptor's."""
+        given = self.targets.get(dataset) or DatasetTargets()
+        defaults = descriptor(dataset)
+        accuracies = given.val_accuracy if given.val_accuracy is not None else defaults.default_targets
+        losses = given.train_loss if given.train_loss is not None else defaults.default_loss_targets
+        return [Target(VAL_ACCURACY, t) for t in accuracies] + [Target(TRAIN_LOSS, t) for t in losses]
 
 
 def flatten(prefix: str, tree: object) -> dict[str, object]:
@@ -292,6 +320,15 @@ def _matrix_errors(params: Params) -> list[str]:
     return errors
 
 
+def _target_errors(params: Params) -> list[str]:
+    """Each dataset of the study needs at least one target to measure convergence by."""
+    return [
+        f"  targets.{dataset}: both lists are empty; give at least one target (or leave a list out for the defaults)"
+        for dataset in params.matrix["dataset"]
+        if not params.targets_for(dataset)
+    ]
+
+
 def _combination_errors(params: Params, most: int = 5) -> list[str]:
     errors = []
     for values in itertools.product(*params.matrix.values()):
@@ -342,7 +379,7 @@ def parse_params(raw: object, source: str | Path) -> Params:
     except ValidationError as error:
         lines = _format_errors(str(source), error)
     else:
-        lines = _matrix_errors(params) + _sweep_errors(params)
+        lines = (_matrix_errors(params) + _sweep_errors(params)) or _target_errors(params)
         if not lines:
             return params
     raise ParamsError("\n".join([f"{source}: {len(lines)} invalid setting(s):", *lines]))

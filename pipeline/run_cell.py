@@ -59,8 +59,12 @@ def run_cell(
             "device": device,
             "git_commit": git_commit(),
         }
-        paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history))
+        paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history, result.steps))
+        run.log_steps(result.steps)
         # Times to the study's targets go to MLflow only: the report recomputes them, since
         # targets can change without retraining.
-        run.finish(summary, target_metrics(result.history, params.targets_for(cell.dataset)), paths)
+        times = target_metrics(
+            result.history, params.targets_for(cell.dataset), result.steps, params.report.loss_window
+        )
+        run.finish(summary, times, paths)
     return summary

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from pipeline.cells import Cell
@@ -104,8 +106,25 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
     return oldest
 
 
+STEP_LOSS_METRIC = "train_loss_step"  # the per-step training loss, one value per optimizer step
+LOG_BATCH_SIZE = 1000  # MLflow's limit on metrics per log_batch call
+
+
 class CellRun:
     """What a training cell logs to MLflow while it runs, and when it ends."""
+
+    def log_steps(self, steps) -> None:
+        """Each step's training loss as `train_loss_step` at its step, in batches (not one call per step)."""
+        run_id = mlflow.active_run().info.run_id
+        client = MlflowClient(mlflow.get_tracking_uri())
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(STEP_LOSS_METRIC, float(loss), now, int(step))
+            for step, loss in zip(steps["step"], steps["train_loss"], strict=True)
+            if math.isfinite(loss)
+        ]
+        for start in range(0, len(metrics), LOG_BATCH_SIZE):
+            client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
 
     def log_eval(self, row: dict) -> None:
         metrics = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None and math.isfinite(v)}

@@ -1,7 +1,39 @@
-"""Train and measure one cell in memory: the model, the validation schedule, the test pass.
+"""Train and measure one cell in memory: the model, the evaluation schedule, the test pass.
 
 A library: no files, no tracking. `pipeline.run_cell` wraps it with data, outputs
 and MLflow; the `train` stage and any runner call that.
+
+How a cell is measured
+- Data order: each epoch visits the training set in a permutation drawn from
+  `numpy.random.default_rng(seed)`, the same for every configuration with that seed;
+  weight init and dropout masks come from the same seed (`seed_everything`).
+- Training runs in segments, one `model.fit(epochs=1, shuffle=False)` per stretch
+  between two evaluation points; a segment never crosses an epoch boundary, so each
+  epoch's last batch holds what is left of the training set. No callback runs per
+  step, so nothing waits for the device between the steps of a segment.
+- Per-step training loss: a metric (`StepLosses`) recomputes each step's mini-batch
+  sparse categorical cross-entropy from the step's labels and predictions (the
+  compiled loss, without Keras' running mean) into a device-side buffer, read once
+  after each segment. It is written to `CellResult.steps` (step, train_loss).
+- Evaluation points (`evaluation_steps`): within each epoch, `evals_per_epoch` evenly
+  spread steps, the epoch's last step included; with `early_evals`, also steps 1, 2,
+  4, 8, ... of the first epoch while the doubled step still fits before the first
+  regular point (2k <= first regular step), so convergence in the first steps is
+  resolved. Step 1 always ends a segment of its own, evaluated or not.
+- At each evaluation: validation loss/accuracy in inference mode (BN moving
+  statistics); for BN cells also `val_accuracy_recomputed_bn`, the accuracy with BN
+  statistics re-estimated on a fixed training sample of `bn_probe` images
+  (pipeline/precise_bn.py); per-layer kernel gradient norms `grad_norm/<layer>` on a
+  fixed probe batch of `gradient_probe` training images (pipeline/gradients.py); and
+  in the row, `train_loss`/`train_accuracy` over the steps since the previous
+  evaluation (training mode). None of these changes the model.
+- Divergence: the first non-finite per-step loss (its step, from the buffer), or
+  non-finite weights or validation outputs at an evaluation, ends training; a last
+  history row at that step carries no accuracy, and nothing is measured after it.
+- Timing (`clock`, read once before and once after each segment): the first
+  segment, step 1 with the graph tracing and compilation, is `compile_seconds`;
+  `train_seconds` and the history's `seconds` count the later segments only,
+  evaluation excluded; throughput is their images over their time.
 """
 
 from __future__ import annotations
@@ -17,32 +49,70 @@ import pandas as pd
 
 from pipeline.convergence import history_metrics
 from pipeline.data.prepared import PreparedData
+from pipeline.gradients import kernel_gradient_norms
 from pipeline.models import build_model, model_spec
 from pipeline.optimizers import build_optimizer
 from pipeline.params import CellSettings
+from pipeline.precise_bn import has_batch_norm, population_statistics, predict_with_statistics
 from pipeline.seeding import seed_everything
 
 EVAL_BATCH_SIZE = 512  # inference only: larger batches, same numbers
-WARMUP_STEPS = 10  # steps excluded from throughput: graph tracing and compilation happen here
+COMPILE_STEPS = 1  # steps timed apart as compile_seconds: graph tracing and compilation happen in the first
 _CLIP = 1e-7  # the probability clip Keras applies in its cross-entropy
+_PROBE_STREAM = 1  # the probe sample is drawn from its own stream of the cell's seed, apart from the data order
 
 
 @dataclass
 class CellResult:
-    history: pd.DataFrame  # one row per validation pass, the first at step 0
+    history: pd.DataFrame  # one row per evaluation, the first at step 0
+    steps: pd.DataFrame  # one row per optimizer step: step (1-based), train_loss of that step's mini-batch
     summary: dict[str, object]
     model: keras.Model
+
+
+class StepLosses(keras.metrics.Metric):
+    """Each step's mini-batch loss, kept on the device: losses[i] is the i-th step since the last reset.
+
+    Keras resets metrics at the start of every `fit` epoch, so with one segment per
+    `fit(epochs=1)` call the buffer holds that segment's steps; `capacity` bounds a
+    segment's length (the steps of an epoch).
+    """
+
+    def __init__(self, capacity: int, name: str = "step_losses", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.losses = self.add_variable(shape=(capacity,), initializer="zeros", dtype="float32", name="losses")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="int32", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
+        at = keras.ops.reshape(self.count, (1,))
+        self.losses.assign(
+            keras.ops.slice_update(self.losses, at, keras.ops.reshape(keras.ops.cast(loss, "float32"), (1,)))
+        )
+        self.count.assign(self.count + 1)
+
+    def result(self):
+        return keras.ops.cast(self.count, "float32")
+
+    def reset_state(self):
+        self.count.assign(0)
+
+    def read(self, steps: int) -> np.ndarray:
+        """The first `steps` losses since the last reset: one read from the device."""
+        return keras.ops.convert_to_numpy(self.losses)[:steps].astype(float)
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
     """(loss, accuracy) in inference mode: BN uses its moving statistics, dropout is off.
 
     None when the model's outputs are not all finite: a broken model has no accuracy
-    (an argmax over NaN probabilities would invent class 0). Uses predict, not
-    evaluate, so that a pass in the middle of an epoch leaves the running training
-    metrics alone.
+    (an argmax over NaN probabilities would invent class 0).
     """
     probs = model.predict(images, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    return _scored(probs, labels)
+
+
+def _scored(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float] | None:
     if not np.isfinite(probs).all():
         return None
     picked = np.clip(probs[np.arange(len(labels)), labels], _CLIP, 1.0)
@@ -60,95 +130,129 @@ def weights_are_finite(model: keras.Model) -> bool:
     return all(bool(keras.ops.all(keras.ops.isfinite(weight))) for weight in model.weights)
 
 
-def throughput_images_per_s(step_seconds: list[float], step_images: list[int], warmup_steps: int) -> float | None:
-    """Training images per second after the first `warmup_steps` steps (tracing and compilation).
-
-    None when training stopped before any step past the warm-up.
-    """
-    seconds = sum(step_seconds[warmup_steps:])
-    if seconds <= 0:
-        return None
-    return sum(step_images[warmup_steps:]) / seconds
-
-
 def eval_steps_in_epoch(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
     """Steps (1-based, within an epoch) after which validation runs; always includes the last."""
     count = min(evals_per_epoch, steps_per_epoch)
     return {math.ceil(steps_per_epoch * k / count) for k in range(1, count + 1)}
 
 
-class ValidationSchedule(keras.callbacks.Callback):
-    """Validates several times per epoch, times the training steps and stops at divergence.
+def evaluation_steps(steps_per_epoch: int, evals_per_epoch: int, epochs: int, early: bool) -> list[int]:
+    """Global steps (1-based) after which evaluation runs, in order.
 
-    Divergence (a NaN/inf training loss, non-finite weights, or non-finite outputs on
-    the validation set) ends training. It is recorded as a last history row at the
-    step it was seen, with no accuracy: none is invented after it.
+    Regular: `eval_steps_in_epoch` in every epoch. Early (`early`): 1, 2, 4, ... while
+    twice the step is still at most the first regular step, e.g. 1, 2 before 4, 7, 10.
     """
+    regular = {
+        epoch * steps_per_epoch + s
+        for epoch in range(epochs)
+        for s in eval_steps_in_epoch(steps_per_epoch, evals_per_epoch)
+    }
+    first = min(regular)
+    doubling, k = set(), 1
+    while early and 2 * k <= first:
+        doubling.add(k)
+        k *= 2
+    return sorted(regular | doubling)
+
+
+def _segments(eval_steps: list[int], steps_per_epoch: int) -> list[tuple[int, int]]:
+    """(first, last) global steps of each segment: they end at step 1, at each evaluation and at each epoch's end."""
+    ends = sorted({COMPILE_STEPS, *eval_steps, *range(steps_per_epoch, max(eval_steps) + 1, steps_per_epoch)})
+    return [(start + 1, end) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def throughput_images_per_s(images: int, seconds: float) -> float | None:
+    """Training images per second after the compile step; None when no time was measured after it."""
+    return images / seconds if seconds > 0 else None
+
+
+class Measurements:
+    """What a cell measures as it trains: the history rows, the per-step losses, divergence and time."""
 
     def __init__(
         self,
+        model: keras.Model,
         data: PreparedData,
-        batch_size: int,
-        evals_per_epoch: int,
+        steps_per_epoch: int,
+        probe_images: np.ndarray,
+        probe_labels: np.ndarray,
+        bn_images: np.ndarray,
         on_eval: Callable[[dict], None],
-        clock: Callable[[], float],
     ):
-        super().__init__()
+        self.model = model
         self.data = data
-        self.batch_size = batch_size
-        self.steps_per_epoch = math.ceil(len(data.train.labels) / batch_size)
-        self.eval_points = eval_steps_in_epoch(self.steps_per_epoch, evals_per_epoch)
+        self.steps_per_epoch = steps_per_epoch
+        self.probe_images, self.probe_labels, self.bn_images = probe_images, probe_labels, bn_images
         self.on_eval = on_eval
-        self.clock = clock
         self.rows: list[dict] = []
-        self.step_seconds: list[float] = []
-        self.step_images: list[int] = []
+        self.step_losses: list[float] = []
         self.step = 0
         self.diverged_at: int | None = None
-        self._step_began = 0.0
+        self.seconds = 0.0  # training time after the compile step, evaluation excluded
+        self.compile_seconds = 0.0
+        self.images_after_compile = 0
+        self._last_eval_step = 0
 
-    def _record(self, train_loss: float | None, train_accuracy: float | None, measured) -> None:
-        val_loss, val_accuracy = measured if measured is not None else (None, None)
+    def _since_last_eval(self) -> float | None:
+        losses = self.step_losses[self._last_eval_step : self.step]
+        return float(np.mean(losses)) if losses else None
+
+    def _record(self, train_accuracy: float | None, extra: dict) -> None:
         row = {
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch,
-            "seconds": float(sum(self.step_seconds)),
-            "train_loss": train_loss,  # running mean over the epoch so far, as Keras reports it
+            "seconds": self.seconds,
+            "train_loss": self._since_last_eval(),  # mean of the per-step losses since the previous evaluation
             "train_accuracy": train_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
+            **extra,
         }
+        self._last_eval_step = self.step
         self.rows.append(row)
         self.on_eval(row)
 
-    def mark_diverged(self, train_loss: float | None = None) -> None:
+    def mark_diverged(self) -> None:
         self.diverged_at = self.step
-        self.model.stop_training = True
-        self._record(train_loss, None, None)
+        self._record(None, {"val_loss": None, "val_accuracy": None})
 
-    def _validate(self, train_loss: float | None, train_accuracy: float | None) -> None:
+    def add_segment(self, losses: np.ndarray, seconds: float, images: int, compile_step: bool) -> bool:
+        """Takes a segment's per-step losses and time; False (and a divergence row) at a non-finite loss."""
+        bad = np.flatnonzero(~np.isfinite(losses))
+        kept = losses if len(bad) == 0 else losses[: bad[0] + 1]
+        share = len(kept) / len(losses)  # a diverged segment counts only its steps up to the divergence
+        if compile_step:
+            self.compile_seconds += seconds * share
+        else:
+            self.seconds += seconds * share
+            self.images_after_compile += round(images * share)
+        self.step_losses += kept.tolist()
+        self.step += len(kept)
+        if len(bad):
+            self.mark_diverged()
+            return False
+        return True
+
+    def validate(self, train_accuracy: float | None) -> bool:
+        """One evaluation at the current step; False (and a divergence row) when the model is broken."""
         measured = evaluate(self.model, self.data.val.images, self.data.val.labels)
         if measured is None or not weights_are_finite(self.model):
-            self.mark_diverged(train_loss)
-            return
-        self._record(train_loss, train_accuracy, measured)
+            self.mark_diverged()
+            return False
+        extra: dict[str, object] = {"val_loss": measured[0], "val_accuracy": measured[1]}
+        if has_batch_norm(self.model) and len(self.bn_images):
+            stats = population_statistics(self.model, self.bn_images)
+            probs = predict_with_statistics(self.model, self.data.val.images, stats, EVAL_BATCH_SIZE)
+            recomputed = _scored(probs, self.data.val.labels)
+            extra["val_accuracy_recomputed_bn"] = recomputed[1] if recomputed else None
+        if len(self.probe_images):
+            norms = kernel_gradient_norms(self.model, self.probe_images, self.probe_labels)
+            extra.update({f"grad_norm/{layer}": norm for layer, norm in norms.items()})
+        self._record(train_accuracy, extra)
+        return True
 
-    def on_train_begin(self, logs=None):
-        self._validate(None, None)
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._step_began = self.clock()
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float(logs["loss"])  # reading the value also waits for the step to finish
-        self.step_seconds.append(self.clock() - self._step_began)
-        # The last batch of an epoch holds what is left of the training set.
-        self.step_images.append(min(self.batch_size, len(self.data.train.labels) - batch * self.batch_size))
-        self.step += 1
-        if not math.isfinite(loss):
-            self.mark_diverged(loss)
-        elif (batch + 1) in self.eval_points:
-            self._validate(loss, float(logs["accuracy"]))
+def _probe_indices(seed: int, n: int, size: int) -> np.ndarray:
+    """A fixed sample of training indices for the probes: the same at every evaluation of a cell."""
+    return np.sort(np.random.default_rng([seed, _PROBE_STREAM]).permutation(n)[:size])
 
 
 def train_cell(
@@ -161,48 +265,71 @@ def train_cell(
 
     The test set is used exactly once, after training, and not at all after a
     divergence, which ends training early with the outcome "diverged" instead of
-    an exception. `clock` times the training steps (seconds, monotonic).
+    an exception. `clock` times the training segments (seconds, monotonic).
     """
     train = settings.train
     seed_everything(settings.seed)
     spec = model_spec(settings)
     model = build_model(spec, data.input_shape, data.num_classes)
+    images, labels = data.train.images, data.train.labels
+    n = len(labels)
+    steps_per_epoch = math.ceil(n / train.batch_size)
+    step_losses = StepLosses(capacity=steps_per_epoch)
     # jit_compile=False: XLA's MaxPool gradient is not deterministic on GPU.
     model.compile(
         optimizer=build_optimizer(train.optimizer),
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy", step_losses],
         jit_compile=False,
     )
-    schedule = ValidationSchedule(data, train.batch_size, train.evals_per_epoch, on_eval, clock)
-    model.fit(
-        data.train.images,
-        data.train.labels,
-        batch_size=train.batch_size,
-        epochs=train.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[schedule],
-    )
+    probe = _probe_indices(settings.seed, n, train.gradient_probe)
+    bn_sample = _probe_indices(settings.seed, n, train.bn_probe)
+    measured = Measurements(model, data, steps_per_epoch, images[probe], labels[probe], images[bn_sample], on_eval)
+    eval_steps = evaluation_steps(steps_per_epoch, train.evals_per_epoch, train.epochs, train.early_evals)
+    order = np.random.default_rng(settings.seed)
+    sound = measured.validate(None)
+    permutation = None
+    for first, last in _segments(eval_steps, steps_per_epoch) if sound else []:
+        epoch, within = divmod(first - 1, steps_per_epoch)
+        if within == 0:
+            permutation = order.permutation(n)
+        picked = permutation[within * train.batch_size : min(n, (last - epoch * steps_per_epoch) * train.batch_size)]
+        began = clock()
+        fitted = model.fit(
+            images[picked], labels[picked], batch_size=train.batch_size, epochs=1, shuffle=False, verbose=0
+        )
+        seconds = clock() - began  # fit returns after its last step: the device has finished
+        losses = step_losses.read(last - first + 1)
+        if not measured.add_segment(losses, seconds, len(picked), compile_step=last <= COMPILE_STEPS):
+            break
+        if last in eval_steps and not measured.validate(float(fitted.history["accuracy"][-1])):
+            break
     test = None
-    if schedule.diverged_at is None:
+    if measured.diverged_at is None:
         test = evaluate(model, data.test.images, data.test.labels)
         if test is None:  # finite on validation, not on the test set: still no accuracy to report
-            schedule.mark_diverged()
-    history = pd.DataFrame(schedule.rows)
-    budget = schedule.steps_per_epoch * train.epochs
+            measured.mark_diverged()
+    history = pd.DataFrame(measured.rows)
+    steps = pd.DataFrame(
+        {
+            "step": np.arange(1, len(measured.step_losses) + 1),
+            "train_loss": np.asarray(measured.step_losses, dtype=float),
+        }
+    )
+    budget = steps_per_epoch * train.epochs
     summary = {
-        "outcome": "completed" if schedule.diverged_at is None else "diverged",
-        "diverged_at_step": schedule.diverged_at,
-        "steps_per_epoch": schedule.steps_per_epoch,
+        "outcome": "completed" if measured.diverged_at is None else "diverged",
+        "diverged_at_step": measured.diverged_at,
+        "steps_per_epoch": steps_per_epoch,
         "budget_steps": budget,
-        "steps_trained": schedule.step,
-        "train_seconds": float(sum(schedule.step_seconds)),
-        "throughput_images_per_s": throughput_images_per_s(schedule.step_seconds, schedule.step_images, WARMUP_STEPS),
-        "throughput_warmup_steps": WARMUP_STEPS,
+        "steps_trained": measured.step,
+        "compile_seconds": measured.compile_seconds,
+        "train_seconds": measured.seconds,
+        "throughput_images_per_s": throughput_images_per_s(measured.images_after_compile, measured.seconds),
+        "throughput_warmup_steps": COMPILE_STEPS,
         **history_metrics(history, budget),
         "test_accuracy": test[1] if test else None,
         "test_loss": test[0] if test else None,
         "parameters": int(model.count_params()),
     }
-    return CellResult(history=history, summary=summary, model=model)
+    return CellResult(history=history, steps=steps, summary=summary, model=model)

@@ -34,7 +34,7 @@ def study_params(tmp_path: Path, extra_axes: dict[str, list] | None = None, **ma
     raw["matrix"] = {"dataset": ["cifar10"], "activation": ["relu"], "bn": ["off"], "dropout": [0.0], "seed": [0]}
     raw["matrix"].update(matrix)
     raw["matrix"].update(extra_axes or {})
-    raw["targets"]["cifar10"] = [0.5, 0.6, 0.7]
+    raw["targets"]["cifar10"] = {"val_accuracy": [0.5, 0.6, 0.7], "train_loss": []}
     return parse_params(raw, tmp_path / "params.yaml")
 
 
@@ -95,6 +95,7 @@ def write_cell(
         }
     )
     history.to_csv(folder / "history.csv", index=False)
+    pd.DataFrame({"step": np.arange(1, trained + 1), "train_loss": 1.0}).to_csv(folder / "steps.csv", index=False)
     summary = {
         "cell": cell.name, "axes": axes, "settings": settings,
         "outcome": "diverged" if diverged_at is not None else "completed", "diverged_at_step": diverged_at,

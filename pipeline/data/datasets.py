@@ -26,6 +26,7 @@ class DatasetDescriptor:
     class_names: tuple[str, ...]  # label i is class_names[i]
     input_shape: tuple[int, int, int]  # (height, width, channels)
     default_targets: tuple[float, ...]  # validation accuracies whose first crossing measures speed
+    default_loss_targets: tuple[float, ...]  # smoothed training losses whose first crossing does too
 
 
 DATASETS: dict[str, DatasetDescriptor] = {
@@ -39,6 +40,7 @@ DATASETS: dict[str, DatasetDescriptor] = {
         class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         input_shape=(32, 32, 3),
         default_targets=(0.5, 0.6, 0.7),
+        default_loss_targets=(1.6, 1.3, 1.0),
     ),
     "fashion_mnist": DatasetDescriptor(
         name="fashion_mnist",
@@ -66,6 +68,7 @@ DATASETS: dict[str, DatasetDescriptor] = {
         ),
         input_shape=(28, 28, 1),
         default_targets=(0.8, 0.85, 0.9),
+        default_loss_targets=(0.6, 0.45, 0.35),
     ),
 }
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.cells import Cell, axis_label
 from pipeline.chosen_file import read_chosen
-from pipeline.convergence import target_key
+from pipeline.convergence import VAL_ACCURACY, target_key
 from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
@@ -34,8 +34,8 @@ def _design(params: Params) -> Design:
     datasets = params.matrix["dataset"]
     return Design(
         axes=axes_of(params),
-        targets={d: [target_key(t) for t in params.targets_for(d)] for d in datasets},
-        target_labels={target_key(t): f"{t:g}" for d in datasets for t in params.targets_for(d)},
+        targets={d: [t.key for t in params.targets_for(d)] for d in datasets},
+        target_labels={t.key: t.label for d in datasets for t in params.targets_for(d)},
         confidence=params.report.confidence,
     )
 
@@ -155,15 +155,16 @@ def _dataset_view(
     targets = params.targets_for(dataset)
     axes = axes_of(params)
     by = [axis for axis in configuration_axes(params) if axis != "dataset"]
-    keys = [target_key(t) for t in targets]
+    keys = [t.key for t in targets]
     runs = results[results["dataset"] == dataset]
-    labels = {target_key(t): f"{t:g}" for t in targets}
+    labels = {t.key: t.label for t in targets}
+    accuracies = [t.value for t in targets if t.quantity == VAL_ACCURACY]
     return {
         "name": dataset,
-        "targets": [f"{t:g}" for t in targets],
+        "targets": [t.label for t in targets],
         "budget": _span(runs["budget_steps"]),
         "steps_per_epoch": _span(runs["steps_per_epoch"]),
-        "curves": png_data_uri(figures.plot_curves(dataset, histories, targets, axes, _diverged(runs, histories))),
+        "curves": png_data_uri(figures.plot_curves(dataset, histories, accuracies, axes, _diverged(runs, histories))),
         "survival_steps": png_data_uri(figures.plot_survival(dataset, results, labels, "steps", axes)),
         "survival_seconds": png_data_uri(figures.plot_survival(dataset, results, labels, "seconds", axes)),
         "axis_labels": [axis_label(axis) for axis in by],
@@ -263,6 +264,7 @@ def build_report(
         batch_size=_values(results, "train.batch_size"),
         evals_per_epoch=_values(results, "train.evals_per_epoch"),
         warmup_steps=int(results["throughput_warmup_steps"].max()),
+        loss_window=params.report.loss_window,
         datasets=[_dataset_view(params, d, results, histories, links) for d in params.matrix["dataset"]],
         heatmap=png_data_uri(figures.plot_accuracy_heatmap(results, axes)),
         profiles=(
@@ -303,6 +305,8 @@ def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) ->
         )
     if not any(c.startswith("grad_norm") for h in histories.values() for c in h.columns):
         missing.append("per-layer gradient norms (the histories record none)")
+    else:
+        missing.append("a figure of the per-layer gradient norms (recorded in each run's history.csv and MLflow)")
     return missing
 
 

@@ -61,7 +61,7 @@ def collect_results(
         )
     rows, histories = [], {}
     for name, cell in wanted.items():
-        summary, history = outputs[name].summary, outputs[name].history
+        summary, history, steps = outputs[name].summary, outputs[name].history, outputs[name].steps
         if chosen is None:
             expected = cell_settings(params, cell)
         else:
@@ -79,7 +79,7 @@ def collect_results(
                 LR_POLICY: policy,
                 **flatten("", {"train": summary["settings"]["train"]}),
                 **measured,
-                **target_metrics(history, params.targets_for(cell.dataset)),
+                **target_metrics(history, params.targets_for(cell.dataset), steps, params.report.loss_window),
             }
         )
         histories[cell] = history

@@ -158,7 +158,7 @@ def run_rows(results: pd.DataFrame, target_keys: list[str], links: dict[str, str
             if bool(run[f"reached_{key}"]):
                 targets.append(
                     {
-                        "steps": f"{int(run[f'steps_to_{key}'])}",
+                        "steps": f"{round(float(run[f'steps_to_{key}']), 1):g}",
                         "seconds": number(run[f"seconds_to_{key}"], 1),
                         "miss": False,
                     }

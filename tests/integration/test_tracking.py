@@ -44,10 +44,13 @@ def _track(params, cell, rows, tmp_path) -> None:
     summary = {"outcome": "completed", "steps_trained": rows[-1]["step"], "test_accuracy": 0.5, "axes": {}}
     artifact = tmp_path / "metrics.json"
     artifact.write_text("{}")
-    times = target_metrics(pd.DataFrame(rows), params.targets_for(cell.dataset))
+    steps = pd.DataFrame({"step": range(1, 11), "train_loss": [2.5 - 0.1 * s for s in range(10)]})
+    steps.loc[5, "train_loss"] = math.nan  # not a number: left out of MLflow
+    times = target_metrics(pd.DataFrame(rows), params.targets_for(cell.dataset), steps, params.report.loss_window)
     with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
         for row in rows:
             run.log_eval(row)
+        run.log_steps(steps)
         run.finish(summary, times, [artifact])
 
 
@@ -70,8 +73,15 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
     assert [(m.step, m.value) for m in history] == [(0, 0.1), (4, 0.35), (10, 0.45)]  # NaN left out
     assert [m.step for m in store.get_metric_history(run.info.run_id, "train_loss")] == [4, 7, 10]
     assert [m.value for m in store.get_metric_history(run.info.run_id, "epoch")] == [0, 0.4, 0.7, 1.0]
-    # time to each of the study's targets (quick: 0.3 and 0.4 on cifar10), logged at the last step
-    assert run.data.metrics["steps_to_acc30"] == 4 and run.data.metrics["seconds_to_acc40"] == 5.0
+    # time to each of the study's targets (quick: 0.3 and 0.4 on cifar10), logged at the last step; interpolated:
+    # 0.1 -> 0.35 over steps 0-4 crosses 0.3 at 3.2; 0.35 -> 0.45 over 4-10 (the NaN pass skipped) crosses 0.4 at 7 (3.5 s)
+    assert run.data.metrics["steps_to_acc30"] == pytest.approx(3.2)
+    assert run.data.metrics["seconds_to_acc40"] == pytest.approx(3.5)
+    # each step's training loss at its own step, the NaN one left out
+    per_step = store.get_metric_history(run.info.run_id, tracking.STEP_LOSS_METRIC)
+    assert sorted((m.step, round(m.value, 6)) for m in per_step) == [
+        (s + 1, round(2.5 - 0.1 * s, 6)) for s in range(10) if s != 5
+    ]
     assert "steps_to_acc50" not in run.data.metrics and run.data.metrics["test_accuracy"] == 0.5
     assert [m.step for m in store.get_metric_history(run.info.run_id, "test_accuracy")] == [10]
     assert run.data.tags["bnbench.dvc_stage"] == "train@test" and run.data.params["bn"] == "post"

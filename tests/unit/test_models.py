@@ -342,3 +342,14 @@ def test_the_cells_settings_reach_the_model():
     spec = model_spec(settings)
     assert (spec.post_bn_bias, spec.kernel_initializer, spec.seed, spec.bn) == (False, "he_normal", 7, "post")
     assert spec.augmentation == Augmentation()
+
+
+def test_layers_are_named_by_kind_and_position():
+    # Per-layer measurements (gradient norms) are columns named after layers: the same in every process.
+    spec = ModelSpec("seed_cnn", "relu", "pre", 0.5, 0.99, 0.001)
+    names = [layer.name for layer in build_model(spec, (28, 28, 1), 10).layers]
+    assert names[:4] == ["conv1", "bn1", "act1", "conv2"]
+    assert "dense1" in names and "dropout3" in names and names[-1] == "output"
+    assert names == [layer.name for layer in build_model(spec, (28, 28, 1), 10).layers]
+    kernels = [layer.kernel.path for layer in build_model(spec, (28, 28, 1), 10).layers if hasattr(layer, "kernel")]
+    assert kernels[0].endswith("conv1/kernel") and kernels[-1].endswith("output/kernel")

@@ -7,6 +7,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from pipeline.cells import cell_settings, expand_matrix
+from pipeline.convergence import TRAIN_LOSS, VAL_ACCURACY, Target
 from pipeline.data.datasets import DATASETS
 from pipeline.params import ParamsError, load_params
 from tests.helpers import REPO
@@ -41,9 +42,10 @@ def test_every_claim_study_validates_with_five_paired_seeds(study):
     params = load_params(REPO / "params.yaml", overlay)
     assert params.matrix["seed"] == [0, 1, 2, 3, 4]
     assert params.study.name == f"bnbench-{study}"
-    text = overlay.read_text(encoding="utf-8")
-    header = " ".join(text.replace("#", " ").split()).lower()
-    assert text.startswith("# Claim") and "runnable with the main pipeline" in header
+    assert overlay.read_text(encoding="utf-8").startswith("# Claim")  # the claim it tests heads the file
+    # Marked to run with the main study: plain `dvc repro` at the root trains it (its stages are in dvc.yaml).
+    assert params.study.runs_with_main
+    assert f"{study}-report:" in (REPO / "dvc.yaml").read_text(encoding="utf-8")
     assert len(params.matrix["bn"]) >= 2 or "train.kernel_initializer" in params.matrix  # something compared
 
 
@@ -75,8 +77,6 @@ def test_bad_value_is_named_with_the_value(tmp_path):
         ("matrix", "bn", ["off", "post", "off"], "matrix.bn"),
         ("matrix", "dataset", ["cifar10", "cifar10"], "matrix.dataset"),
         ("prepare", "val_fraction", 1.0, "prepare.val_fraction"),
-        ("targets", "cifar10", [0.555], "targets.cifar10"),
-        ("targets", "cifar10", [0.55001], "targets.cifar10"),  # would share the metric name acc55 with 0.55
         ("prepare", "scaling", "minmax", "prepare.scaling"),
         ("train", "kernel_initializer", "he_unifrom", "train.kernel_initializer"),
         ("train", "post_bn_bias", "sometimes", "train.post_bn_bias"),
@@ -84,6 +84,15 @@ def test_bad_value_is_named_with_the_value(tmp_path):
         ("train", "augmentation", {"shear_degrees": -1}, "train.augmentation.shear_degrees"),
         ("train", "augmentation", {"vertical_flip": True}, "train.augmentation.vertical_flip: unknown key"),
         ("train", "architecture", "resnet", "train.architecture"),
+        ("targets", "cifar10", {"val_accuracy": [0.555]}, "targets.cifar10.val_accuracy"),
+        # would share the metric name acc55 with 0.55
+        ("targets", "cifar10", {"val_accuracy": [0.55001]}, "targets.cifar10.val_accuracy"),
+        ("targets", "cifar10", {"train_loss": [0.0]}, "targets.cifar10.train_loss"),
+        ("targets", "cifar10", {"train_loss": [1.3, 1.3]}, "targets.cifar10.train_loss"),
+        ("targets", "cifar10", {"train_loss": [1.3001]}, "targets.cifar10.train_loss"),  # its key would be loss1p3
+        ("targets", "cifar10", {"val_loss": [1.3]}, "targets.cifar10.val_loss"),
+        ("targets", "cifar10", [0.5, 0.6], "targets.cifar10"),  # the old form: a list of accuracies
+        ("train", "gradient_probe", -1, "train.gradient_probe"),
     ],
 )
 def test_out_of_range_values_are_rejected(tmp_path, section, key, value, needle):
@@ -173,8 +182,23 @@ def test_every_cell_axis_is_required(tmp_path):
 def test_a_dataset_without_targets_uses_its_defaults(tmp_path):
     path = _write(tmp_path, lambda raw: raw["targets"].pop("fashion_mnist"))
     params = load_params(path)
-    assert params.targets_for("fashion_mnist") == list(DATASETS["fashion_mnist"].default_targets)
-    assert params.targets_for("cifar10") == [0.5, 0.6, 0.7]
+    fashion = DATASETS["fashion_mnist"]
+    assert params.targets_for("fashion_mnist") == [Target(VAL_ACCURACY, t) for t in fashion.default_targets] + [
+        Target(TRAIN_LOSS, t) for t in fashion.default_loss_targets
+    ]
+    assert [t.key for t in params.targets_for("cifar10")] == ["acc50", "acc60", "acc70", "loss1p6", "loss1p3", "loss1"]
+
+
+def test_a_list_left_out_takes_its_defaults_and_an_empty_list_means_none(tmp_path):
+    path = _write(tmp_path, lambda raw: raw["targets"].update(cifar10={"train_loss": []}))
+    assert [t.key for t in load_params(path).targets_for("cifar10")] == ["acc50", "acc60", "acc70"]
+    path = _write(
+        tmp_path, lambda raw: raw["targets"].update(cifar10={"val_accuracy": [0.4], "train_loss": [1.0, 2.0]})
+    )
+    assert [t.key for t in load_params(path).targets_for("cifar10")] == ["acc40", "loss2", "loss1"]
+    path = _write(tmp_path, lambda raw: raw["targets"].update(cifar10={"val_accuracy": [], "train_loss": []}))
+    with pytest.raises(ParamsError, match="targets.cifar10: both lists are empty"):
+        load_params(path)
 
 
 def test_a_bad_value_is_blamed_on_its_own_axis_only(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -32,6 +33,8 @@ def _write_cell(cells_dir, dataset, activation, bn, seed, accuracies, name=None)
         }
     )
     history.to_csv(folder / "history.csv", index=False)
+    steps = np.arange(1, 10 * (n - 1) + 1)
+    pd.DataFrame({"step": steps, "train_loss": 2.0 - 0.025 * steps}).to_csv(folder / "steps.csv", index=False)
     axes = {"dataset": dataset, "activation": activation, "bn": bn, "dropout": 0.0, "seed": seed}
     summary = {
         "cell": Cell(tuple(axes.items())).name, "axes": axes, "settings": {"train": SHIPPED_TRAIN},
@@ -62,9 +65,18 @@ def test_numbers_come_from_the_histories(params, tmp_path):
         _write_cell(cells, "cifar10", "relu", "post", seed, [0.1, 0.55, 0.66, 0.72, 0.74])
     html, results, dvc_metrics = build_report(params, cells)
     by_bn = results.set_index(["bn", "seed"])
-    assert by_bn.loc[("off", 0), "steps_to_acc50"] == 20 and by_bn.loc[("post", 0), "steps_to_acc50"] == 10
+    # interpolated crossings: 0.3 at step 10, 0.52 at 20 -> 0.5 at 10 + 10 * 0.2 / 0.22; 0.1 -> 0.55 over steps 0-10
+    assert by_bn.loc[("off", 0), "steps_to_acc50"] == pytest.approx(10 + 100 / 11)
+    assert by_bn.loc[("post", 0), "steps_to_acc50"] == pytest.approx(10 * 0.4 / 0.45)
     assert bool(by_bn.loc[("off", 0), "reached_acc70"]) is False and pd.isna(by_bn.loc[("off", 0), "steps_to_acc70"])
-    assert by_bn.loc[("post", 1), "seconds_to_acc70"] == 6.0
+    assert by_bn.loc[("post", 1), "seconds_to_acc70"] == pytest.approx(4.0 + 2.0 * 0.04 / 0.06)
+    # loss 2 - 0.025 s per step: its 20-step trailing mean is 2 - 0.025 (s - 9.5), at most 1.6 from step 26
+    assert by_bn.loc[("off", 0), "steps_to_loss1p6"] == 26 and by_bn.loc[
+        ("off", 0), "seconds_to_loss1p6"
+    ] == pytest.approx(5.2)
+    assert by_bn.loc[("post", 1), "steps_to_loss1p3"] == 38
+    assert bool(by_bn.loc[("off", 0), "reached_loss1"]) is False  # would take step 50: past the 40-step budget
+    assert "loss 1.3" in html
     assert dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0.0"]["test_accuracy"] == pytest.approx(0.73)
     assert "cifar10-relu-post-0.0-1" in html and "digest-cifar10" in html
     assert "Not the published datasets" not in html

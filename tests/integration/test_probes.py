@@ -1,0 +1,80 @@
+"""Measurements taken at an evaluation that must not change the model: gradient norms and re-estimated BN statistics."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from pipeline import training
+from pipeline.gradients import kernel_gradient_norms
+from pipeline.models import ModelSpec, build_model
+from pipeline.precise_bn import population_statistics, predict_with_statistics
+from tests.integration.test_train_cell import _settings, data  # noqa: F401  (the module's data fixture)
+
+MLP_BN = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}
+
+
+def _snapshot(model: keras.Model) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(v) for v in model.variables]
+
+
+def test_gradient_norms_leave_the_model_alone_and_match_a_direct_computation(data):  # noqa: F811
+    keras.utils.set_random_seed(0)
+    images, labels = data.train.images[:64], data.train.labels[:64]
+    model = build_model(ModelSpec("mlp", "relu", "pre", 0.5, 0.99, 0.001), data.input_shape, data.num_classes)
+    before = _snapshot(model)
+    norms = kernel_gradient_norms(model, images, labels)
+    assert list(norms) == ["dense1", "dense2", "dense3", "output"] and all(n > 0 for n in norms.values())
+    # BN's moving statistics, the weights and the dropout seed are as they were: the same norms again
+    assert all(np.array_equal(a, b) for a, b in zip(before, _snapshot(model), strict=True))
+    assert kernel_gradient_norms(model, images, labels) == norms
+
+    plain = build_model(ModelSpec("mlp", "relu", "off", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, plain(images, training=True)))
+    kernels = [layer.kernel for layer in plain.layers if hasattr(layer, "kernel")]
+    expected = [float(np.linalg.norm(g)) for g in tape.gradient(loss, kernels)]
+    assert list(kernel_gradient_norms(plain, images, labels).values()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_recomputed_bn_statistics_ignore_wrong_moving_averages(data):  # noqa: F811
+    model = training.train_cell(_settings(MLP_BN, architecture="mlp", epochs=3), data).model
+    val, sample = data.val, data.train.images[:256]
+    stats = population_statistics(model, sample)
+    assert list(stats) == ["bn1", "bn2", "bn3"]
+    # bn1's statistics are those of its inputs over the sample: the first Dense layer's outputs, no bias
+    dense1 = model.get_layer("dense1")(model.get_layer("flatten1")(sample))
+    assert keras.ops.convert_to_numpy(stats["bn1"][0]) == pytest.approx(np.mean(dense1, axis=0), abs=1e-4)
+    assert keras.ops.convert_to_numpy(stats["bn1"][1]) == pytest.approx(np.var(dense1, axis=0), rel=1e-3, abs=1e-5)
+
+    # bn2's are those of its inputs with bn1 already re-estimated (not with bn1's moving averages)
+    bn1 = model.get_layer("bn1")
+    mean1, var1 = np.mean(dense1, axis=0), np.var(dense1, axis=0)
+    gamma, beta = keras.ops.convert_to_numpy(bn1.gamma), keras.ops.convert_to_numpy(bn1.beta)
+    hidden = np.maximum((np.asarray(dense1) - mean1) / np.sqrt(var1 + bn1.epsilon) * gamma + beta, 0.0)
+    dense2 = keras.ops.convert_to_numpy(model.get_layer("dense2")(hidden))
+    assert keras.ops.convert_to_numpy(stats["bn2"][0]) == pytest.approx(np.mean(dense2, axis=0), rel=1e-3, abs=1e-4)
+
+    def predictions() -> tuple[np.ndarray, np.ndarray]:
+        moving = np.argmax(model.predict(val.images, verbose=0), axis=1)
+        probs = predict_with_statistics(model, val.images, population_statistics(model, sample), 64)
+        return moving, np.argmax(probs, axis=1)
+
+    moving, recomputed = predictions()
+    assert len(set(recomputed)) > 1  # a model that tells images apart: the comparison below means something
+    bn3 = model.get_layer("bn3")
+    wrong = keras.ops.convert_to_numpy(bn3.moving_variance) * 0 + 1e12
+    # Moving statistics wrong by construction: with that variance bn3 outputs its shift whatever the image,
+    # so the moving-statistics evaluation predicts one class for every image.
+    bn3.moving_variance.assign(wrong)
+    moving_after, recomputed_after = predictions()
+    assert len(set(moving_after)) == 1
+    moving_accuracy = training.evaluate(model, val.images, val.labels)[1]
+    assert moving_accuracy == pytest.approx(np.mean(val.labels == moving_after[0]))  # one class's share
+    assert np.array_equal(recomputed_after, recomputed)  # the re-estimated evaluation is unaffected
+    assert np.array_equal(keras.ops.convert_to_numpy(bn3.moving_variance), wrong)  # and left the model as it was
+    assert isinstance(bn3, layers.BatchNormalization)

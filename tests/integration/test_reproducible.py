@@ -1,0 +1,66 @@
+"""The same cell with the same seed gives the same measurements in two separate Python processes (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from pipeline.data.datasets import DATASETS
+from pipeline.data.fashion_mnist import read_fashion_mnist
+from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
+from tests.helpers import REPO
+from tools.fake_data import write_fashion_mnist
+
+TIMING = {"seconds", "compile_seconds", "train_seconds", "throughput_images_per_s"}
+
+# Trains one BN cell with dropout (every random source: init, data order, dropout masks, probes) and prints
+# everything it measured except time.
+SCRIPT = """
+import json, sys
+from pathlib import Path
+from pipeline.data.prepared import load_prepared
+from pipeline.params import CellSettings
+from pipeline.training import train_cell
+
+settings = CellSettings.model_validate({
+    "dataset": "fashion_mnist", "activation": "relu", "bn": "post", "dropout": 0.5, "seed": 3,
+    "train": {"architecture": "mlp", "optimizer": {"name": "rmsprop", "learning_rate": 0.001}, "epochs": 2,
+              "batch_size": 32, "evals_per_epoch": 2, "bn_momentum": 0.99, "bn_epsilon": 0.001,
+              "gradient_probe": 64, "bn_probe": 64},
+})
+result = train_cell(settings, load_prepared(Path(sys.argv[1])))
+timing = set(json.loads(sys.argv[2]))
+out = {
+    "history": result.history.drop(columns=[c for c in result.history if c in timing]).to_dict(orient="list"),
+    "steps": result.steps.to_dict(orient="list"),
+    "summary": {k: v for k, v in result.summary.items() if k not in timing},
+}
+print("RESULT" + json.dumps(out, allow_nan=True))
+"""
+
+
+def _run(prepared) -> dict:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(prepared), json.dumps(sorted(TIMING))],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    return json.loads(line.removeprefix("RESULT"))
+
+
+def test_same_seed_same_measurements_in_two_processes(tmp_path):
+    write_fashion_mnist(tmp_path, train=400, test=100)
+    splits = split_dataset(read_fashion_mnist(tmp_path), val_fraction=0.25, seed=0)
+    mean, std = channel_stats(splits["train"].images)
+    meta = {"mean": mean, "std": std, "class_names": list(DATASETS["fashion_mnist"].class_names)}
+    write_prepared(tmp_path / "prepared", splits, {**meta, "data_digest": "d", "published_data": False})
+    first, second = _run(tmp_path / "prepared"), _run(tmp_path / "prepared")
+    assert len(first["steps"]["step"]) == 20 and "grad_norm/dense1" in first["history"]
+    assert "val_accuracy_recomputed_bn" in first["history"]
+    # json turns NaN into NaN on both sides; compare the text so that NaN equals NaN
+    for part in ("history", "steps", "summary"):
+        assert json.dumps(first[part], sort_keys=True) == json.dumps(second[part], sort_keys=True), part
