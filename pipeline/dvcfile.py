@@ -50,6 +50,7 @@ from pipeline.params import load_params
 PACKAGE = "pipeline"
 STUDIES = "studies"
 GENERATOR = "uv run python -m pipeline.dvcfile"
+FINDINGS = "reports/findings.json"  # a study's answers, read by the main page when the study runs with it
 CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configuration, in a study with `sweep:`
 # Files a module reads at run time that no import shows.
 DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
@@ -155,6 +156,7 @@ def _params_deps(sections_in: dict[str, list[str]], wanted: list[str] | None) ->
 def pipeline_definition(root: Path, study: Path) -> dict:
     files = params_files(root, study)
     params = load_params(*(study / f for f in files))
+    _check_questions(study, params)
     cells = expand_matrix(params)
     sections_in = {
         name: list(YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8"))) for name in files
@@ -240,10 +242,22 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             *(["results/tuned", CHOSEN] if tuned else []),
         ],
         "params": _params_deps(sections_in, None),  # it loads the whole study: every section
-        "outs": ["reports/index.html", "reports/results.csv"],
+        "outs": ["reports/index.html", "reports/results.csv", FINDINGS],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }
     return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}
+
+
+def _check_questions(study: Path, params) -> None:
+    # Here, not in the schema: the declarations live with the report, and every stage depends on the
+    # schema's module, so importing them there would retrain every cell when a claim's wording changes.
+    from pipeline.report.questions import known_questions_text, unknown_questions
+
+    unknown = unknown_questions(params.report.questions)
+    if unknown:
+        raise UserError(
+            f"{study / 'params.yaml'}: report.questions: no question {', '.join(unknown)}; {known_questions_text()}"
+        )
 
 
 def root_definition(root: Path) -> dict:
@@ -264,6 +278,10 @@ def root_definition(root: Path) -> dict:
                 )
             definition["stages"][f"{study.name}-{name}"] = stage
         definition["plots"].append({f"{where}/results/cells": {"x": "step", "y": "val_accuracy"}})
+        # The main page shows the claims each such study answers: its findings.json, a dependency.
+        report = definition["stages"]["report"]
+        report["cmd"] = report["cmd"].replace(" --lock ", f" --claims {where}/{FINDINGS} --lock ", 1)
+        report["deps"].append(f"{where}/{FINDINGS}")
     return definition
 
 

@@ -184,6 +184,9 @@ class SweepParams(_Strict):
 
 class ReportParams(_Strict):
     confidence: float = Field(gt=0.5, lt=1)  # level of every confidence interval in the report
+    # The questions the page answers, by key (pipeline/report/questions.py): a claim study names its
+    # article's; null: the SPEC's four questions. Checked against the declarations when the pipeline is generated.
+    questions: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]] | None = Field(default=None, min_length=1)
     loss_window: int = Field(default=20, ge=1)  # steps of the trailing mean that smooths the loss for loss targets
 
 

@@ -6,8 +6,11 @@ Reads:  <cells>/*/ for the cells of the current study (pipeline/cell_outputs.py)
         when it is a server, for links to each run.
         With --tuned and --chosen (a study with `sweep:`), the tuned cells too, shown beside
         the fixed-rate ones.
+        With --claims (repeatable), other studies' findings.json: the claim studies run with
+        this one, whose answers this page shows as the articles' claims.
 Writes: <out>/index.html (one self-contained page), <out>/results.csv (one row per
-        run, `lr_policy` fixed or tuned), <out>/metrics.json (DVC metrics: per-configuration means).
+        run, `lr_policy` fixed or tuned), <out>/metrics.json (DVC metrics: per-configuration means),
+        <out>/findings.json (the page's answers, for another study's page).
 Run:    python -m pipeline.report --cells results/cells --lock dvc.lock --out reports
 """
 
@@ -22,6 +25,7 @@ from pipeline.dvcfile import ensure_current
 from pipeline.errors import UserError, run_cli
 from pipeline.params import load_params
 from pipeline.report.build import write_report
+from pipeline.report.questions import known_questions_text, unknown_questions
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -30,6 +34,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cells", type=Path, required=True, help="directory holding one folder per cell")
     parser.add_argument("--tuned", type=Path, default=None, help="a study with `sweep:`: one folder per tuned cell")
     parser.add_argument("--chosen", type=Path, default=None, help="with --tuned: the choose stage's file")
+    parser.add_argument(
+        "--claims",
+        type=Path,
+        action="append",
+        default=[],
+        help="another study's findings.json (a claim study run with this one), shown as an article's claims",
+    )
     parser.add_argument("--lock", type=Path, default=None, help="the pipeline's dvc.lock, for provenance")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args(argv)
@@ -38,11 +49,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     params = load_params(*(args.params or [Path("params.yaml")]))
+    unknown = unknown_questions(params.report.questions)
+    if unknown:
+        raise UserError(f"report.questions: no question {', '.join(unknown)}; {known_questions_text()}")
     ensure_current()  # a stale dvc.yaml would leave cells of the study untrained
     if (args.tuned is None) != (args.chosen is None):
         raise UserError("--tuned and --chosen go together (the tuned cells and the rates they were chosen at)")
     runs = write_report(
-        params, args.cells, args.out, lock_path=args.lock, tuned_dir=args.tuned, chosen_path=args.chosen
+        params,
+        args.cells,
+        args.out,
+        lock_path=args.lock,
+        tuned_dir=args.tuned,
+        chosen_path=args.chosen,
+        claims_files=args.claims,
     )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
     return 0

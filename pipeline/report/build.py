@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
 from pipeline.cells import Cell, axis_label
 from pipeline.chosen_file import read_chosen
 from pipeline.convergence import VAL_ACCURACY, target_key
+from pipeline.errors import UserError
 from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
 from pipeline.report import effects, figures, tables
@@ -25,18 +29,19 @@ from pipeline.report.figures import LEARNING_RATE
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
-from pipeline.report.questions import ANSWER_COLUMNS_AXIS, TimeToTarget
+from pipeline.report.questions import ANSWER_COLUMNS_AXIS, Question, TimeToTarget, questions_for
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.stats import summarize
 
 
-def _design(params: Params) -> Design:
+def design_of(params: Params) -> Design:
     datasets = params.matrix["dataset"]
     return Design(
         axes=axes_of(params),
         targets={d: [t.key for t in params.targets_for(d)] for d in datasets},
         target_labels={t.key: t.label for d in datasets for t in params.targets_for(d)},
         confidence=params.report.confidence,
+        target_quantities={t.key: t.quantity for d in datasets for t in params.targets_for(d)},
     )
 
 
@@ -81,9 +86,9 @@ def _answer_view(finding, answer) -> dict[str, object]:
         headers=tables.condition_headers(finding),
         effect=tables.effect_text(effect),
         # no estimate (no run reached the target): nothing to bound either
-        interval=tables.interval_text(effect.interval, effect.ratio) if math.isfinite(effect.estimate) else "",
+        interval=tables.effect_interval_text(effect, effect.interval) if math.isfinite(effect.estimate) else "",
         method=effect.interval.method if effect.interval else "",
-        check=tables.interval_text(effect.check, effect.ratio),
+        check=tables.effect_interval_text(effect, effect.check),
         seeds=effect.seeds,
         verdict=effect.verdict,
         reason=effect.reason,
@@ -97,8 +102,8 @@ def _answer_view(finding, answer) -> dict[str, object]:
                 "reference": _condition_value(finding, c.reference_value, c.reference_reached),
                 "horizon": "" if c.horizon is None else f"{c.horizon:.{0 if _is_steps(finding) else 1}f}",
                 "effect": tables.effect_text(c.effect),
-                "interval": tables.interval_text(c.effect.interval, c.effect.ratio),
-                "check": tables.interval_text(c.effect.check, c.effect.ratio),
+                "interval": tables.effect_interval_text(c.effect, c.effect.interval),
+                "check": tables.effect_interval_text(c.effect, c.effect.check),
                 "seeds": c.effect.seeds,
                 "left_out": c.left_out,
                 "verdict": c.effect.verdict,
@@ -120,10 +125,10 @@ def _condition_value(finding, value: float, reached: str) -> str:
     return tables.number(value)
 
 
-def _questions_view(results: pd.DataFrame, design: Design) -> list[dict[str, object]]:
+def _questions_view(results: pd.DataFrame, design: Design, questions: tuple[Question, ...]) -> list[dict[str, object]]:
     """Per question: its answered findings, then the unanswerable ones grouped by why."""
     view = []
-    for question, findings in answer_questions(results, design):
+    for question, findings in answer_questions(results, design, questions):
         unanswerable: dict[str, list[str]] = {}
         for f in findings:
             if f.missing:
@@ -138,6 +143,7 @@ def _questions_view(results: pd.DataFrame, design: Design) -> list[dict[str, obj
                         "anchor": f.anchor,
                         "statement": f.statement[0].upper() + f.statement[1:],
                         "quantity": f.claim.quantity.label,
+                        "article_says": f.claim.article_says,
                         "answers": {a.column: _answer_view(f, a) for a in f.answers},
                     }
                     for f in findings
@@ -214,7 +220,7 @@ def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dic
         "n_cells": len(tuned),
         "chosen": rows,
         "columns": sorted(tuned[ANSWER_COLUMNS_AXIS].unique()),
-        "questions": _questions_view(tuned, design),
+        "questions": _questions_view(tuned, design, questions_for(params.report.questions)),
         "datasets": datasets,
     }
 
@@ -226,8 +232,14 @@ def build_report(
     links: RunLinks | None = None,
     tuned_dir: Path | None = None,
     chosen_path: Path | None = None,
-) -> tuple[str, pd.DataFrame, dict]:
-    """The page, the tidy table (one row per run) and the DVC metrics, all from the cells' outputs.
+    claims_files: Sequence[Path] = (),
+    out_dir: Path = Path("reports"),
+) -> Report:
+    """The page, the tidy table (one row per run), the DVC metrics and the answers, all from the cells' outputs.
+
+    `claims_files` are other studies' answers (their findings.json: the claim studies run with
+    this one), shown on this page as the articles' claims, each linking to its study's page
+    (relative to `out_dir`, where this page goes).
 
     With `tuned_dir` and `chosen_path` (a study with `sweep:`), the tuned runs are read too:
     answered and tabled on their own, beside the fixed-rate ones, never pooled with them.
@@ -238,9 +250,10 @@ def build_report(
         chosen = read_chosen(chosen_path)
         rates = {name: float(entry["learning_rate"]) for name, entry in chosen["configurations"].items()}
         tuned, _ = collect_results(params, tuned_dir, rates)
-        tuned_view = _tuned_view(params, _design(params), tuned, chosen)
-    design = _design(params)
+        tuned_view = _tuned_view(params, design_of(params), tuned, chosen)
+    design = design_of(params)
     axes = axes_of(params)
+    questions = _questions_view(results, design, questions_for(params.report.questions))
     if links is None:
         links = run_links(params, list(results["cell"]))
     lock = lock_digest(lock_path)
@@ -259,7 +272,8 @@ def build_report(
         resamples=effects.BOOTSTRAP_RESAMPLES,
         bootstrap_seed=effects.BOOTSTRAP_SEED,
         columns=sorted(results[ANSWER_COLUMNS_AXIS].unique()),
-        questions=_questions_view(results, design),
+        questions=questions,
+        article_claims=[_article_claims_view(path, out_dir) for path in claims_files],
         unpublished=sorted(results.loc[~results["published_data"].astype(bool), "dataset"].unique()),
         batch_size=_values(results, "train.batch_size"),
         evals_per_epoch=_values(results, "train.evals_per_epoch"),
@@ -288,7 +302,28 @@ def build_report(
     if tuned is not None:
         tidy = pd.concat([tidy, _tidy(tuned, axes)], ignore_index=True)
         metrics["tuned"] = _dvc_metrics(tuned, params)
-    return html, tidy, metrics
+    answers = {
+        "study": params.study.name,
+        "columns": sorted(results[ANSWER_COLUMNS_AXIS].unique()),
+        "questions": questions,
+    }
+    return Report(html, tidy, metrics, answers)
+
+
+class Report(NamedTuple):
+    html: str
+    results: pd.DataFrame  # results.csv: one row per run
+    metrics: dict  # metrics.json, DVC's view
+    answers: dict  # findings.json: the study, its answer columns and its questions' view, for another page
+
+
+def _article_claims_view(path: Path, out_dir: Path) -> dict:
+    """Another study's answers (its findings.json), with links into its page relative to this one."""
+    if not path.is_file():
+        raise UserError(f"{path}: no answers of that study; run its report stage first (`dvc repro`)")
+    answers = json.loads(path.read_text(encoding="utf-8"))
+    page = os.path.relpath(path.parent / "index.html", out_dir)
+    return {**answers, "page": Path(page).as_posix()}
 
 
 def _diverged(runs: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> frozenset[Cell]:
@@ -339,13 +374,24 @@ def write_report(
     lock_path: Path | None = None,
     tuned_dir: Path | None = None,
     chosen_path: Path | None = None,
+    claims_files: Sequence[Path] = (),
 ) -> int:
-    """Build the report and write index.html, results.csv and metrics.json into `out_dir`; returns the run count."""
-    html, results, dvc_metrics = build_report(
-        params, cells_dir, lock_path=lock_path, tuned_dir=tuned_dir, chosen_path=chosen_path
+    """Build the report and write index.html, results.csv, metrics.json and findings.json into `out_dir`.
+
+    Returns the run count.
+    """
+    report = build_report(
+        params,
+        cells_dir,
+        lock_path=lock_path,
+        tuned_dir=tuned_dir,
+        chosen_path=chosen_path,
+        claims_files=claims_files,
+        out_dir=out_dir,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "index.html").write_text(html, encoding="utf-8")
-    results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")
-    (out_dir / "metrics.json").write_text(json.dumps(dvc_metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return len(results)
+    (out_dir / "index.html").write_text(report.html, encoding="utf-8")
+    report.results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")
+    for name, content in (("metrics.json", report.metrics), ("findings.json", report.answers)):
+        (out_dir / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return len(report.results)

@@ -31,6 +31,17 @@ def configuration_axes(params: Params) -> list[str]:
     return [axis for axis in params.matrix if axis != SEED]
 
 
+def seconds_per_epoch(summary: dict) -> float | None:
+    """Training seconds per epoch: the mean step time after the first (compiling) step, times steps per epoch.
+
+    None when no step past the first was trained (nothing to time).
+    """
+    timed_steps = (summary.get("steps_trained") or 0) - 1
+    if timed_steps < 1 or summary.get("train_seconds") is None:
+        return None
+    return float(summary["train_seconds"]) / timed_steps * int(summary["steps_per_epoch"])
+
+
 def collect_results(
     params: Params, cells_dir: Path, chosen: dict[str, float] | None = None
 ) -> tuple[pd.DataFrame, dict[Cell, pd.DataFrame]]:
@@ -79,6 +90,7 @@ def collect_results(
                 LR_POLICY: policy,
                 **flatten("", {"train": summary["settings"]["train"]}),
                 **measured,
+                "seconds_per_epoch": seconds_per_epoch(summary),
                 **target_metrics(history, params.targets_for(cell.dataset), steps, params.report.loss_window),
             }
         )

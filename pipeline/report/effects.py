@@ -53,6 +53,7 @@ class Effect:
     ratio: bool  # True: no effect is 1 (a ratio); False: no effect is 0 (a difference)
     verdict: str
     reason: str  # why this verdict, in words built from the numbers
+    within: tuple[float, float] | None = None  # a level (not a comparison): the range the claim states
 
     @property
     def null(self) -> float:
@@ -155,3 +156,40 @@ def paired_effect(
         check = t_interval(per_seed, confidence, log_scale=ratio)
     verdict, reason = decide(interval, check, seeds, null, predicts)
     return Effect(estimate, interval, check, seeds, ratio, verdict, reason)
+
+
+def _inside(interval: Interval, low: float, high: float) -> int:
+    """+1 when the interval lies within [low, high], -1 when it misses the range entirely, 0 otherwise."""
+    if low <= interval.low and interval.high <= high:
+        return 1
+    if interval.high < low or interval.low > high:
+        return -1
+    return 0
+
+
+def level_effect(per_seed: np.ndarray, low: float, high: float, confidence: float) -> Effect:
+    """A mean over seeds and whether it lies in the range [low, high] that a claim states.
+
+    Supported: at least MIN_PAIRED_SEEDS seeds, and both the bootstrap interval of the
+    mean and the t interval lie within the range. Refuted: both lie entirely outside
+    it. Inconclusive: anything else (an interval that straddles an end of the range).
+    """
+    values = np.asarray(per_seed, dtype=float)
+    seeds = len(values)
+    estimate = float(values.mean())
+    interval = check = None
+    if seeds >= 2:
+        interval = bootstrap_interval(lambda at: values[at].mean(axis=-1), seeds, confidence)
+        check = t_interval(values, confidence, log_scale=False)
+        check = Interval(check.low, check.high, "t interval of the mean")
+    if seeds < MIN_PAIRED_SEEDS or interval is None or check is None:
+        verdict, reason = INCONCLUSIVE, f"n < {MIN_PAIRED_SEEDS} seeds: too few for a verdict or a reliable interval"
+    else:
+        boot, t = _inside(interval, low, high), _inside(check, low, high)
+        if boot == t == 1:
+            verdict, reason = SUPPORTED, f"both intervals within [{low:g}, {high:g}]"
+        elif boot == t == -1:
+            verdict, reason = REFUTED, f"both intervals outside [{low:g}, {high:g}]"
+        else:
+            verdict, reason = INCONCLUSIVE, f"an interval straddles an end of [{low:g}, {high:g}]"
+    return Effect(estimate, interval, check, seeds, False, verdict, reason, within=(low, high))

@@ -18,17 +18,20 @@ answer says exactly what is missing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from pipeline.report.effects import INCONCLUSIVE, Effect, paired_effect
+from pipeline.report.effects import INCONCLUSIVE, Effect, level_effect, paired_effect
 from pipeline.report.questions import (
     ANSWER_COLUMNS_AXIS,
     QUESTIONS,
     Claim,
+    Difference,
+    Level,
     Question,
+    Spread,
     TimeToTarget,
     describe,
 )
@@ -96,6 +99,12 @@ class Design:
     targets: dict[str, list[str]]  # answer-column value (dataset) -> its target keys, e.g. ["acc50"]
     target_labels: dict[str, str]  # target key -> how the page shows it
     confidence: float
+    target_quantities: dict[str, str] = field(default_factory=dict)  # target key -> "val_accuracy" / "train_loss"
+
+    def targets_on(self, column: str, quantity: str | None) -> list[str]:
+        """The column's target keys, only those on `quantity` when one is given."""
+        keys = self.targets[column]
+        return keys if quantity is None else [k for k in keys if self.target_quantities.get(k) == quantity]
 
 
 def _values_text(values: list) -> str:
@@ -199,7 +208,7 @@ def _time_answer(claim: Claim, paired: list, column: str, design: Design) -> tup
     """Speed-up per condition and target, then pooled with seeds resampled jointly across all of them."""
     conditions, pairs = [], []
     for labels, treated, reference in paired:
-        for key in design.targets[column]:
+        for key in design.targets_on(column, claim.quantity.on):
             pair = _time_pair(treated, reference, key, claim.quantity.unit)
             conditions.append(
                 Condition(
@@ -253,6 +262,9 @@ def _difference_answer(claim: Claim, paired: list, design: Design) -> tuple[list
 
 
 def _answer_column(claim: Claim, treatment_value: object, rows: pd.DataFrame, column: str, design: Design) -> Answer:
+    if isinstance(claim.quantity, Spread):
+        rows, design = _spread_rows(claim.quantity, rows, design)
+        claim = replace(claim, quantity=Difference("spread", claim.quantity.label))
     paired = list(_paired_groups(claim, treatment_value, rows, design))
     pooled_over = tuple(
         (a, tuple(_values_text([v]) for v in _present(rows, a)))
@@ -262,13 +274,55 @@ def _answer_column(claim: Claim, treatment_value: object, rows: pd.DataFrame, co
     if isinstance(claim.quantity, TimeToTarget):
         conditions, effect = _time_answer(claim, paired, column, design)
         left_out = 0  # a miss is censored, never left out
-        if len(design.targets[column]) > 1:
-            pooled_over += (("target", tuple(design.target_labels[k] for k in design.targets[column])),)
+        keys = design.targets_on(column, claim.quantity.on)
+        if len(keys) > 1:
+            pooled_over += (("target", tuple(design.target_labels[k] for k in keys)),)
     else:
         conditions, effect, left_out = _difference_answer(claim, paired, design)
     if effect is None:
         return Answer(column, None, (), pooled_over, missing="no paired runs with a value")
     return Answer(column, effect, tuple(conditions), pooled_over, left_out=left_out)
+
+
+def _spread_rows(quantity: Spread, rows: pd.DataFrame, design: Design) -> tuple[pd.DataFrame, Design]:
+    """One row per run of the other axes: the metric's max - min across the values of `quantity.across`.
+
+    A run without a value (diverged) leaves its group's spread undefined: a spread over
+    the values that happened to survive would understate it.
+    """
+    others = [a for a in design.axes if a != quantity.across]
+    values = pd.to_numeric(rows[quantity.metric], errors="coerce")
+    grouped = values.groupby([rows[a] for a in others], sort=True, dropna=False)
+    spread = (grouped.max() - grouped.min()).where(grouped.count() == grouped.size())
+    return spread.rename("spread").reset_index(), replace(design, axes=others)
+
+
+def _level_answer(claim: Claim, rows: pd.DataFrame, column: str, design: Design) -> Answer:
+    """The metric's mean per configuration (every axis but the seed and the column), and over all of them."""
+    quantity: Level = claim.quantity
+    condition_axes = [a for a in design.axes if a not in (SEED_AXIS, ANSWER_COLUMNS_AXIS)]
+    varying = [a for a in condition_axes if rows[a].nunique() > 1]
+    conditions, per_condition = [], []
+    groups = rows.groupby(condition_axes, sort=True, dropna=False) if condition_axes else [((), rows)]
+    for keys, group in groups:
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        labels = tuple((a, _values_text([v])) for a, v in zip(condition_axes, keys, strict=True) if a in varying)
+        values = pd.Series(
+            pd.to_numeric(group[quantity.metric], errors="coerce").to_numpy(dtype=float), index=group[SEED_AXIS]
+        )
+        if values.dropna().empty:
+            continue
+        effect = level_effect(values.dropna().to_numpy(), quantity.low, quantity.high, design.confidence)
+        conditions.append(Condition(labels, effect, effect.estimate, math.nan, None, left_out=int(values.isna().sum())))
+        per_condition.append(values)
+    pooled_over = tuple(
+        (a, tuple(_values_text([v]) for v in _present(rows, a))) for a in condition_axes if a in varying
+    )
+    if not per_condition:
+        return Answer(column, None, (), pooled_over, missing="no runs with a value")
+    per_seed = pd.concat(per_condition, axis=1).mean(axis=1, skipna=True).dropna()
+    pooled = level_effect(per_seed.to_numpy(), quantity.low, quantity.high, design.confidence)
+    return Answer(column, pooled, tuple(conditions), pooled_over, left_out=sum(c.left_out for c in conditions))
 
 
 def _restrict(seeds: pd.Index, pair: _TimePair, keep: list) -> _TimePair:
@@ -297,6 +351,17 @@ def answer_claim(question: Question, claim: Claim, results: pd.DataFrame, design
         rows = rows[rows[axis].isin(wanted)]
         if rows.empty:
             return missing(_absent(results, axis, wanted))
+    metric = getattr(claim.quantity, "metric", None)
+    if metric is not None and (metric not in rows or rows[metric].isna().all()):
+        return missing(f"the runs do not record {metric}")
+    if isinstance(claim.quantity, Spread) and claim.quantity.across not in design.axes:
+        return missing(f"{claim.quantity.across} is not an axis of this study")
+    if isinstance(claim.quantity, Level):
+        answers = tuple(
+            _level_answer(claim, rows[rows[ANSWER_COLUMNS_AXIS] == column], column, design)
+            for column in _present(rows, ANSWER_COLUMNS_AXIS)
+        )
+        return [Finding(question, claim, claim.statement, None, answers)]
     present = _present(rows, claim.axis)
     if claim.reference not in present:
         return missing(_absent(results, claim.axis, (claim.reference,)))

@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.report.effects import INCONCLUSIVE, REFUTED, SUPPORTED, Effect, Interval
 from pipeline.report.findings import Answer, Finding
-from pipeline.report.questions import TimeToTarget, describe
+from pipeline.report.questions import Level, TimeToTarget, describe
 from pipeline.report.stats import fmt_ci, mean_ci
 from pipeline.report.survival import Median, censored_times, median_time, reach_rate, restricted_mean
 
@@ -27,24 +27,38 @@ def _effect_number(value: float, ratio: bool) -> str:
     return f"{value:.2f}×" if ratio else f"{value:+.3f}"
 
 
-def interval_text(interval: Interval | None, ratio: bool) -> str:
+def interval_text(interval: Interval | None, ratio: bool, level: bool = False) -> str:
     if interval is None:
         return "no interval"
     if ratio:
         return f"[{interval.low:.2f}, {interval.high:.2f}]"
+    if level:
+        return f"[{interval.low:.3f}, {interval.high:.3f}]"
     return f"[{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
 def effect_text(effect: Effect) -> str:
-    return _effect_number(effect.estimate, effect.ratio) if math.isfinite(effect.estimate) else "no estimate"
+    if not math.isfinite(effect.estimate):
+        return "no estimate"
+    return f"{effect.estimate:.3f}" if effect.within else _effect_number(effect.estimate, effect.ratio)
+
+
+def effect_interval_text(effect: Effect, interval: Interval | None) -> str:
+    return interval_text(interval, effect.ratio, level=effect.within is not None)
 
 
 def effect_sentence(finding: Finding, effect: Effect) -> str:
     """What the estimate says, in words, e.g. "no BN needed 2.31× the optimizer steps of BN after the activation"."""
     claim = finding.claim
+    quantity = claim.quantity
+    if effect.within is not None:
+        low, high = effect.within
+        where = "within" if low <= effect.estimate <= high else "outside"
+        return (
+            f"the runs' mean {quantity.metric.replace('_', ' ')} was {effect.estimate:.3f}, {where} [{low:g}, {high:g}]"
+        )
     treatment = describe(claim.axis, finding.treatment)
     reference = describe(claim.axis, claim.reference)
-    quantity = claim.quantity
     if isinstance(quantity, TimeToTarget):
         unit = "optimizer steps" if quantity.unit == "steps" else "training seconds"
         if not math.isfinite(effect.estimate):
@@ -70,6 +84,8 @@ def condition_headers(finding: Finding) -> dict[str, str]:
     if isinstance(quantity, TimeToTarget):
         unit = "steps" if quantity.unit == "steps" else "seconds"
         what, horizon = f"restricted mean {unit} (reached)", f"horizon ({unit})"
+    elif isinstance(quantity, Level):
+        return {"treatment": f"mean {quantity.metric.replace('_', ' ')}", "reference": "", "horizon": ""}
     else:
         what, horizon = f"mean {quantity.label}", ""
     return {

@@ -63,7 +63,7 @@ def test_numbers_come_from_the_histories(params, tmp_path):
     for seed in (0, 1):
         _write_cell(cells, "cifar10", "relu", "off", seed, [0.1, 0.3, 0.52, 0.61, 0.65])
         _write_cell(cells, "cifar10", "relu", "post", seed, [0.1, 0.55, 0.66, 0.72, 0.74])
-    html, results, dvc_metrics = build_report(params, cells)
+    html, results, dvc_metrics, _answers = build_report(params, cells)
     by_bn = results.set_index(["bn", "seed"])
     # interpolated crossings: 0.3 at step 10, 0.52 at 20 -> 0.5 at 10 + 10 * 0.2 / 0.22; 0.1 -> 0.55 over steps 0-10
     assert by_bn.loc[("off", 0), "steps_to_acc50"] == pytest.approx(10 + 100 / 11)
@@ -91,7 +91,7 @@ def test_stale_cells_are_ignored_and_missing_cells_named(params, tmp_path):
     with pytest.raises(UserError, match=r"no results for 1 cell\(s\), e.g. train@cifar10-relu-post-0.0-1"):
         build_report(params, cells)
     _write_cell(cells, "cifar10", "relu", "post", 1, [0.1, 0.5])
-    _, results, _ = build_report(params, cells)
+    _, results, _, _report_answers = build_report(params, cells)
     assert len(results) == 4 and set(results["activation"]) == {"relu"}
 
 
@@ -118,7 +118,7 @@ def test_a_diverged_cell_is_counted_and_adds_no_accuracy(params, tmp_path):
     history = pd.read_csv(diverged / "history.csv")
     history.loc[2, ["val_accuracy", "val_loss"]] = None  # no accuracy after the divergence
     history.to_csv(diverged / "history.csv", index=False)
-    html, results, dvc_metrics = build_report(params, cells)
+    html, results, dvc_metrics, _answers = build_report(params, cells)
     post = dvc_metrics["cifar10"]["activation_relu-bn_post-dropout_0.0"]
     assert post["test_accuracy"] == pytest.approx(0.79)  # the completed seed only, not a NaN or a 0.1
     assert results.set_index(["bn", "seed"]).loc[("post", 1), "outcome"] == "diverged"

@@ -85,7 +85,7 @@ def test_planted_effects_get_the_right_verdict(planted):
 
 def test_the_page_shows_the_verdicts_on_its_first_table(planted):
     scenario, params, cells = planted
-    html, _, _ = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
     answers = html[html.index('<table class="answers">') : html.index("</table>")]
     row = re.search(r'href="#bn-post-steps".*?</tr>', answers, re.S).group(0)
     assert f'class="verdict {EXPECTED[scenario]}"' in row and "n = 5" in row
@@ -151,7 +151,7 @@ def test_a_diverged_run_is_censored_where_it_stopped_and_has_no_accuracy(tmp_pat
     assert first_target.treatment_value == pytest.approx(36.0)
     accuracy = _answers(params, cells)["bn-post-rescues-sigmoid"].answers[0]
     assert accuracy.effect.seeds == 4 and accuracy.left_out == 1
-    html, results, _ = build_report(params, cells, links=RunLinks())
+    html, results, _, _report_answers = build_report(params, cells, links=RunLinks())
     assert "1 pair(s) left out" in html and (results["outcome"] == "diverged").sum() == 1
 
 
@@ -165,7 +165,7 @@ def test_when_no_run_reaches_a_target_the_answer_says_so(tmp_path):
     # no estimate, rather than a ratio of 1 that would read as a measured null effect
     assert math.isnan(effect.estimate) and effect.interval is None and effect.verdict == "inconclusive"
     assert effect.reason == "no run of either configuration reached the target"
-    html, _, _ = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
     assert "no estimate" in html and "neither BN after the activation nor no BN reached the target" in html
 
 
@@ -182,7 +182,7 @@ def test_what_a_study_cannot_answer_is_named_from_its_matrix(tmp_path):
     )
     assert findings["sigmoid-stalls"].missing == "no runs with relu; this study's activation values are sigmoid"
     assert findings["dropout-with-bn"].missing == "no dropout other than 0 in this study"
-    html, _, _ = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
     assert (
         "Not answerable here (no runs with BN before the activation; this study&#39;s bn values are off, post)" in html
     )
