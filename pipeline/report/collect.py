@@ -16,6 +16,7 @@ from pipeline.cells import Cell, cell_settings, expand_matrix, tuned_settings
 from pipeline.convergence import target_metrics
 from pipeline.errors import UserError
 from pipeline.params import CellSettings, Params, flatten
+from pipeline.report.diagnostics import run_diagnostics
 
 SEED = "seed"
 LR_POLICY = "lr_policy"  # results.csv: "fixed" (the study's learning rate) or "tuned" (chosen by the sweep)
@@ -80,6 +81,7 @@ def collect_results(
                 **flatten("", {"train": summary["settings"]["train"]}),
                 **measured,
                 **target_metrics(history, params.targets_for(cell.dataset), steps, params.report.loss_window),
+                **run_diagnostics(history),  # gradient-norm ratio, BN statistics gap (None where not recorded)
             }
         )
         histories[cell] = history
