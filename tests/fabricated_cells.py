@@ -104,6 +104,10 @@ def write_cell(
         history["val_accuracy_recomputed_bn"] = accuracy + np.asarray(bn_gap, dtype=float)
     for layer, norms in (grad_norms or {}).items():
         history[f"grad_norm/{layer}"] = np.broadcast_to(np.asarray(norms, dtype=float), steps.shape)
+    if diverged_at is not None:  # the divergence row measures nothing of the broken model
+        history.loc[
+            history.index[-1], [c for c in history.columns if c.startswith(("grad_norm/", "val_accuracy_recomputed"))]
+        ] = np.nan
     history.to_csv(folder / "history.csv", index=False)
     pd.DataFrame({"step": np.arange(1, trained + 1), "train_loss": 1.0}).to_csv(folder / "steps.csv", index=False)
     summary = {

@@ -128,6 +128,8 @@ def bn_gap_explanation(
     n = len(finals)
     if lagging:
         worst = max(lagging, key=lambda f: f[0])
+        if (worst[1], worst[2]) == (peak[1], peak[2]):
+            largest = "no evaluation of any run had a larger gap"
         return (
             f"The moving statistics lag: at the last evaluation, recomputed statistics score more than {tolerance:g} "
             f"higher in {len(lagging)} of {n} BN runs (up to {worst[0]:+.3f}, at step {worst[1]}, "

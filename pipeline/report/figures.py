@@ -451,5 +451,5 @@ def plot_bn_statistics(dataset: str, histories: dict[Cell, pd.DataFrame], axes: 
         if col == 0:
             ax.set_ylabel("validation accuracy")
         if mine:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
     return _png(fig)

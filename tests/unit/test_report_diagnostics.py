@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import matplotlib.image
 import pandas as pd
@@ -132,3 +133,15 @@ def test_one_lagging_seed_is_counted(tmp_path):
     _, histories = collect_results(params, cells)
     text = diagnostics.bn_gap_explanation(histories, list(params.matrix))
     assert "in 1 of 2 BN runs (up to +0.080, at step 4, activation sigmoid, BN post, dropout 0, seed 1)" in text
+
+
+def test_a_diverged_bn_run_has_no_final_recomputed_accuracy(tmp_path):
+    params = study_params(tmp_path, activation=["sigmoid"], bn=["post"], seed=[0])
+    cells = tmp_path / "cells"
+    write_cell(cells, activation="sigmoid", bn="post", crossings=NO_CROSSING, budget=4, diverged_at=3,
+               grad_norms={layer: norms[:4] for layer, norms in GRADS.items()}, bn_gap=LAGGING[:4])  # fmt: skip
+    results, _ = collect_results(params, cells)
+    run = results.iloc[0]
+    assert run["final_val_accuracy_recomputed_bn"] is None or math.isnan(run["final_val_accuracy_recomputed_bn"])
+    assert run["max_bn_statistics_gap"] == pytest.approx(0.3)  # the evaluations before the divergence count
+    assert run["grad_norm_first_over_last"] == pytest.approx(0.15)  # median of 1/10 and 2/10 (step 3: no norms)
