@@ -1,12 +1,14 @@
 """Cell outputs written by hand, with effects planted exactly, for the report's tests.
 
 A fabricated cell has the files a trained cell leaves (metrics.json, history.csv),
-with validation accuracy crossing each target at a chosen step, or never.
+with validation accuracy crossing each target at a chosen step, or never, and, when
+asked, per-layer gradient norms and a recomputed-BN-statistics accuracy planted exactly.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +54,15 @@ def write_cell(
     diverged_at: int | None = None,
     extra_axes: dict[str, object] | None = None,
     budget: int = BUDGET,
+    grad_norms: dict[str, float | Sequence[float]] | None = None,
+    bn_gap: float | Sequence[float] | None = None,
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
     A diverged cell stops at `diverged_at`, with no accuracy after it and no test accuracy.
     `extra_axes` gives the cell's value on each axis of `train` the study adds.
+    `grad_norms` (layer -> a value, or one per evaluation, steps 0, 1, ...) adds `grad_norm/<layer>`
+    columns in the order given; `bn_gap` adds `val_accuracy_recomputed_bn` = val_accuracy + gap.
     """
     axes = {
         "dataset": dataset,
@@ -94,6 +100,14 @@ def write_cell(
             "val_accuracy": accuracy,
         }
     )
+    if bn_gap is not None:
+        history["val_accuracy_recomputed_bn"] = accuracy + np.asarray(bn_gap, dtype=float)
+    for layer, norms in (grad_norms or {}).items():
+        history[f"grad_norm/{layer}"] = np.broadcast_to(np.asarray(norms, dtype=float), steps.shape)
+    if diverged_at is not None:  # the divergence row measures nothing of the broken model
+        history.loc[
+            history.index[-1], [c for c in history.columns if c.startswith(("grad_norm/", "val_accuracy_recomputed"))]
+        ] = np.nan
     history.to_csv(folder / "history.csv", index=False)
     pd.DataFrame({"step": np.arange(1, trained + 1), "train_loss": 1.0}).to_csv(folder / "steps.csv", index=False)
     summary = {

@@ -23,7 +23,7 @@ from pipeline.convergence import VAL_ACCURACY, target_key
 from pipeline.errors import UserError
 from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
-from pipeline.report import effects, figures, tables
+from pipeline.report import diagnostics, effects, figures, tables
 from pipeline.report.collect import LR_POLICY, axes_of, collect_results, configuration_axes
 from pipeline.report.figures import LEARNING_RATE
 from pipeline.report.findings import Design, answer_questions
@@ -173,9 +173,27 @@ def _dataset_view(
         "curves": png_data_uri(figures.plot_curves(dataset, histories, accuracies, axes, _diverged(runs, histories))),
         "survival_steps": png_data_uri(figures.plot_survival(dataset, results, labels, "steps", axes)),
         "survival_seconds": png_data_uri(figures.plot_survival(dataset, results, labels, "seconds", axes)),
+        **_diagnostics_view(dataset, runs, histories, axes),
         "axis_labels": [axis_label(axis) for axis in by],
         "configurations": tables.configuration_rows(runs, by, keys, params.report.confidence),
         "runs": tables.run_rows(runs, keys, links.by_cell),
+    }
+
+
+def _diagnostics_view(dataset: str, runs: pd.DataFrame, histories: dict[Cell, pd.DataFrame], axes: list[str]) -> dict:
+    """The gradient-norm and BN-statistics figures of a dataset, the scalars' spread and the BN text (None: not recorded)."""
+    mine = {cell: history for cell, history in histories.items() if cell.dataset == dataset}
+    gradient_norms = figures.plot_gradient_norms(dataset, mine, axes)
+    bn_statistics = figures.plot_bn_statistics(dataset, mine, axes)
+    ratios = pd.to_numeric(runs[diagnostics.GRAD_RATIO], errors="coerce").dropna()
+    return {
+        "gradient_norms": png_data_uri(gradient_norms) if gradient_norms else None,
+        "grad_ratio_range": (
+            f"{ratios.min():.3g} to {ratios.max():.3g} over {len(ratios)} runs" if len(ratios) else None
+        ),
+        "bn_statistics": png_data_uri(bn_statistics) if bn_statistics else None,
+        "bn_explanation": diagnostics.bn_gap_explanation(mine, axes),
+        "bn_tolerance": f"{diagnostics.BN_GAP_TOLERANCE:g}",
     }
 
 
@@ -338,10 +356,10 @@ def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) ->
         missing.append(
             f"learning-rate sensitivity (the runs share one learning rate; a study sweeps it with the axis {LEARNING_RATE})"
         )
-    if not any(c.startswith("grad_norm") for h in histories.values() for c in h.columns):
+    if not any(diagnostics.gradient_layers(h) for h in histories.values()):
         missing.append("per-layer gradient norms (the histories record none)")
-    else:
-        missing.append("a figure of the per-layer gradient norms (recorded in each run's history.csv and MLflow)")
+    if not any(diagnostics.RECOMPUTED in h.columns for h in histories.values()):
+        missing.append("validation accuracy with recomputed BN statistics (the histories record none)")
     return missing
 
 

@@ -16,6 +16,7 @@ from pipeline.cells import Cell, cell_settings, expand_matrix, tuned_settings
 from pipeline.convergence import target_metrics
 from pipeline.errors import UserError
 from pipeline.params import CellSettings, Params, flatten
+from pipeline.report.diagnostics import run_diagnostics
 
 SEED = "seed"
 LR_POLICY = "lr_policy"  # results.csv: "fixed" (the study's learning rate) or "tuned" (chosen by the sweep)
@@ -92,6 +93,7 @@ def collect_results(
                 **measured,
                 "seconds_per_epoch": seconds_per_epoch(summary),
                 **target_metrics(history, params.targets_for(cell.dataset), steps, params.report.loss_window),
+                **run_diagnostics(history),  # gradient-norm ratio, BN statistics gap (None where not recorded)
             }
         )
         histories[cell] = history

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.cells import Cell, axis_label  # noqa: E402
+from pipeline.report.diagnostics import GRAD_PREFIX, MOVING, RECOMPUTED, gradient_layers  # noqa: E402
 from pipeline.report.stats import complete_band  # noqa: E402
 from pipeline.report.survival import censored_times, follow_up, kaplan_meier  # noqa: E402
 from pipeline.report.tables import value_text  # noqa: E402
@@ -314,4 +315,141 @@ def plot_learning_rate_sensitivity(results: pd.DataFrame, axes: list[str]) -> by
         if row == len(rows) - 1:
             ax.set_xlabel("learning rate (log scale)")
     grid[0][0].legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def _moments(steps: list[int]) -> list[tuple[int, str]]:
+    """A few training moments among the evaluated steps: the first after step 0, mid-training, the end."""
+    later = sorted({s for s in steps if s > 0})
+    if not later:
+        return []
+    end = later[-1]
+    middle = min(later, key=lambda s: (abs(s - end / 2), s))
+    moments: dict[int, str] = {}
+    for step, name in ((later[0], "first evaluation"), (middle, "mid-training"), (end, "end")):
+        moments.setdefault(step, name)
+    return sorted(moments.items())
+
+
+def gradient_norm_profile(histories: list[pd.DataFrame], layers: list[str], step: int) -> pd.DataFrame:
+    """Per layer (rows, in depth order): the median, lowest and highest kernel gradient norm over the runs at `step`.
+
+    A run without an evaluation at `step` (it diverged earlier) or without a finite, positive
+    norm there is left out of that layer; `n` counts the runs used.
+    """
+    rows = []
+    for layer in layers:
+        values = []
+        for history in histories:
+            column = GRAD_PREFIX + layer
+            if column not in history.columns:
+                continue
+            at = pd.to_numeric(history.loc[history["step"] == step, column], errors="coerce").to_numpy(dtype=float)
+            values += [v for v in at if np.isfinite(v) and v > 0]
+        rows.append(
+            {
+                "layer": layer,
+                "median": float(np.median(values)) if values else np.nan,
+                "low": min(values, default=np.nan),
+                "high": max(values, default=np.nan),
+                "n": len(values),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_gradient_norms(dataset: str, histories: dict[Cell, pd.DataFrame], axes: list[str]) -> bytes | None:
+    """Kernel gradient norm (log scale) of each layer against its depth, at a few training moments.
+
+    Rows: each condition (`condition_axes`); columns: the first evaluation after step 0,
+    mid-training, the end. Per BN placement: the median over seeds (thick) and the band from
+    the lowest to the highest seed. None when no run of the dataset recorded gradient norms.
+    """
+    cells = [c for c in histories if c.dataset == dataset and gradient_layers(histories[c])]
+    if not cells:
+        return None
+    layers = max((gradient_layers(histories[c]) for c in cells), key=len)
+    moments = _moments([int(s) for c in cells for s in histories[c]["step"]])
+    if not moments:
+        return None
+    panels = condition_axes(axes)
+    conditions = sorted({tuple(c[a] for a in panels) for c in cells})
+    fig, grid = plt.subplots(
+        len(conditions), len(moments), figsize=(max(7.5, 4.4 * len(moments)), 2.9 * len(conditions) + 0.8),
+        squeeze=False, sharey=True, constrained_layout=True,
+    )  # fmt: skip
+    depth = np.arange(1, len(layers) + 1)
+    for (row, condition), (col, (step, moment)) in itertools.product(enumerate(conditions), enumerate(moments)):
+        ax = grid[row][col]
+        mine = [c for c in cells if tuple(c[a] for a in panels) == condition]
+        for bn in _bn_order(c["bn"] for c in mine):
+            style = BN_STYLE[bn]
+            runs = [histories[c] for c in sorted(mine, key=lambda c: c.seed) if c["bn"] == bn]
+            profile = gradient_norm_profile(runs, layers, step)
+            ax.fill_between(depth, profile["low"], profile["high"], color=style["color"], alpha=0.15, linewidth=0)
+            ax.plot(depth, profile["median"], color=style["color"], linestyle=style["linestyle"],
+                    marker=style["marker"], linewidth=2, markersize=5,
+                    label=f"BN {bn} (median of {int(profile['n'].max())}, band: range)")  # fmt: skip
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_xticks(depth, layers, fontsize=8, rotation=30 if len(layers) > 6 else 0)
+        ax.set_title(f"{_condition_label(panels, condition)}: step {step} ({moment})", fontsize=9)
+        if row == len(conditions) - 1:
+            ax.set_xlabel("layer, input side → output (depth)")
+        if col == 0:
+            ax.set_ylabel("‖∂loss/∂kernel‖₂ (log scale)")
+            ax.legend(fontsize=7, loc="best")
+    return _png(fig)
+
+
+# Two quantities of one run, told apart by colour (black, vermillion), dash and marker.
+BN_STATISTICS_STYLE = {
+    MOVING: {"color": "#000000", "linestyle": "-", "marker": "o", "label": "moving statistics (as trained)"},
+    RECOMPUTED: {"color": "#D55E00", "linestyle": "--", "marker": "s", "label": "recomputed on training images"},
+}
+
+
+def plot_bn_statistics(dataset: str, histories: dict[Cell, pd.DataFrame], axes: list[str]) -> bytes | None:
+    """Validation accuracy of BN runs with BN's moving statistics and with recomputed ones, against steps.
+
+    Rows: each condition (`condition_axes`); columns: each BN placement. Per quantity: the
+    mean over seeds (only where every seed has a value) and the band from the lowest to the
+    highest seed. None when no BN run of the dataset recorded the recomputed accuracy.
+    """
+    cells = [
+        c for c in histories
+        if c.dataset == dataset and c["bn"] != "off" and RECOMPUTED in histories[c].columns
+        and histories[c][RECOMPUTED].notna().any()
+    ]  # fmt: skip
+    if not cells:
+        return None
+    panels = condition_axes(axes)
+    conditions = sorted({tuple(c[a] for a in panels) for c in cells})
+    placements = _bn_order(c["bn"] for c in cells)
+    fig, grid = plt.subplots(
+        len(conditions), len(placements), figsize=(max(7.5, 6.0 * len(placements)), 2.9 * len(conditions) + 0.6),
+        squeeze=False, sharey=True, constrained_layout=True,
+    )  # fmt: skip
+    for (row, condition), (col, bn) in itertools.product(enumerate(conditions), enumerate(placements)):
+        ax = grid[row][col]
+        mine = sorted((c for c in cells if tuple(c[a] for a in panels) == condition and c["bn"] == bn),
+                      key=lambda c: c.seed)  # fmt: skip
+        for column, style in BN_STATISTICS_STYLE.items():
+            if not mine:
+                break
+            curve = complete_band([histories[c] for c in mine], column)
+            x = curve["step"].to_numpy()
+            ax.fill_between(x, curve["low"], curve["high"], color=style["color"], alpha=0.15, linewidth=0)
+            ax.plot(x, curve["mean"], color=style["color"], linestyle=style["linestyle"], marker=style["marker"],
+                    markersize=4, markevery=max(1, len(x) // 8), linewidth=2,
+                    label=f"{style['label']} (mean of {len(mine)})")  # fmt: skip
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{_condition_label(panels, condition)}, BN {bn}", fontsize=9)
+        if row == len(conditions) - 1:
+            ax.set_xlabel(UNIT_LABEL["steps"])
+        if col == 0:
+            ax.set_ylabel("validation accuracy")
+        if mine:
+            ax.legend(fontsize=7, loc="best")
     return _png(fig)

@@ -88,8 +88,26 @@ def test_first_screen_answers_every_question(page, study):
 def test_every_image_is_decoded(page):
     _, tab, _, _ = page
     images = tab.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-    assert len(images) == 2 * 3 + 2  # per dataset: curves, two survival figures; then heatmap, profiles
+    # per dataset: curves, two survival figures, gradient norms, BN statistics; then heatmap, profiles
+    assert len(images) == 2 * 5 + 2
     assert all(done and width > 300 and height > 150 for done, width, height in images)
+    for dataset in ("cifar10", "fashion_mnist"):  # the runs record both: each dataset shows both figures
+        for figure in ("gradient-norms", "bn-statistics"):
+            assert tab.locator(f"#{dataset}-{figure} img").evaluate("i => i.complete && i.naturalWidth > 300")
+
+
+def test_the_bn_statistics_are_explained_from_the_numbers(page, study):
+    _, tab, _, _ = page
+    with (study[0] / "studies" / "quick" / "reports" / "results.csv").open() as handle:
+        runs = list(csv.DictReader(handle))
+    post = [r for r in runs if r["bn"] == "post"]
+    assert all(r["max_bn_statistics_gap"] and r["grad_norm_first_over_last"] for r in post)
+    assert not any(r["max_bn_statistics_gap"] for r in runs if r["bn"] == "off")
+    texts = tab.locator("p.bn-explanation").all_inner_texts()
+    assert len(texts) == 2
+    for text in texts:
+        assert text.startswith(("The moving statistics lag", "Moving and recomputed statistics agree", "Recomputed"))
+        assert "at step" in text
 
 
 def test_no_horizontal_overflow(page):
