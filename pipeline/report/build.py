@@ -224,7 +224,7 @@ def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dic
         datasets.append(
             {
                 "name": dataset,
-                "targets": [f"{t:g}" for t in params.targets_for(dataset)],
+                "targets": [t.label for t in params.targets_for(dataset)],
                 "axis_labels": [axis_label(axis) for axis in by],
                 "configurations": tables.configuration_rows(runs, by, keys, params.report.confidence),
             }

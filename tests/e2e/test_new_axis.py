@@ -34,6 +34,7 @@ matrix:
 train:
   epochs: 1
   evals_per_epoch: 2
+sweep: null                    # the learning rate is an axis here, not chosen by a sweep
 """
 CELLS = {
     f"fashion_mnist-relu-{bn}-0.0-0-learning_rate_{lr}": (bn, lr) for bn in ("off", "post") for lr in ("0.01", "0.001")

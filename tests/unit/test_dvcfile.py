@@ -119,7 +119,7 @@ def test_a_new_study_is_a_folder_with_an_overlay(repo_copy, monkeypatch):
     study = repo_copy / "studies" / "lr"
     study.mkdir()
     (study / "params.yaml").write_text(
-        "study:\n  name: lr\nmatrix:\n  dataset: [fashion_mnist]\n  train.optimizer.learning_rate: [0.1, 0.01]\n"
+        "study:\n  name: lr\nmatrix:\n  dataset: [fashion_mnist]\n  train.optimizer.learning_rate: [0.1, 0.01]\nsweep: null\n"
     )
     monkeypatch.chdir(repo_copy)
     assert dvcfile.main([]) == 0

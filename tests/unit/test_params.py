@@ -134,8 +134,11 @@ def test_an_overlay_changes_only_the_keys_it_holds(tmp_path):
 
 
 def test_a_setting_of_train_becomes_an_axis_by_its_dotted_key(tmp_path):
-    path = _write(tmp_path, lambda raw: raw["matrix"].update({"train.optimizer.learning_rate": [0.1, 0.01]}))
-    params = load_params(path)
+    def lr_axis(raw):
+        raw["matrix"].update({"train.optimizer.learning_rate": [0.1, 0.01]})
+        raw["sweep"] = None  # the rate is an axis: no sweep chooses it
+
+    params = load_params(_write(tmp_path, lr_axis))
     cells = expand_matrix(params)
     assert len(cells) == 120 * 2
     assert [c.name for c in cells[:2]] == [

@@ -43,7 +43,9 @@ def _params(**changes):
 
 
 def test_a_study_without_sweep_has_none():
-    params = load_params(REPO / "params.yaml")
+    # The main study sweeps; an overlay turns it off with `sweep: null`, as the quick study does.
+    assert load_params(REPO / "params.yaml").sweep is not None
+    params = load_params(REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
     assert params.sweep is None and expand_sweep(params) == []
     assert params.study.runs_with_main is False
 
@@ -200,7 +202,8 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
         f"fashion_mnist-relu-{bn}-0.0-learning_rate_{r}-0" for bn in ("off", "post") for r in ("0.0001", "0.01", "0.1")
     )
     assert "--sweep-cell ${key}" in sweep["do"]["cmd"] and sweep["do"]["outs"] == ["results/sweep/cells/${key}"]
-    assert {"../../params.yaml": ["train"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
+    # the sections it reads, from both files: the main study's sweep is overlaid by this study's
+    assert {"../../params.yaml": ["train", "sweep"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
     assert chosen["outs"] == ["results/sweep/chosen.json"] and "results/sweep/cells" in chosen["deps"]
     assert "../../pipeline/choose.py" in chosen["deps"]
     assert sorted(tuned["foreach"]) == sorted(
