@@ -12,7 +12,7 @@ over the root params.yaml. For every study this writes its dvc.yaml:
     choose    (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
     tuned     (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
               rate (chosen.json is a dependency), into results/tuned/
-    report    the study's page
+    report    the study's page (with `sweep:` it also reads the sweep cells and writes reports/sweep.csv)
 
 A study under studies/ marked `study.runs_with_main: true` has no dvc.yaml of its own:
 its stages go into the root dvc.yaml, named `<study>-<stage>` (`claim_001-train@<cell>`),
@@ -52,6 +52,8 @@ STUDIES = "studies"
 GENERATOR = "uv run python -m pipeline.dvcfile"
 FINDINGS = "reports/findings.json"  # a study's answers, read by the main page when the study runs with it
 CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configuration, in a study with `sweep:`
+SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose and by the report
+SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 # Files a module reads at run time that no import shows.
 DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
 
@@ -227,7 +229,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "outs": ["results/tuned/${key}"],
             },
         }
-        tuned = ["--tuned results/tuned", f"--chosen {CHOSEN}"]
+        tuned = [f"--sweep {SWEEP_CELLS}", "--tuned results/tuned", f"--chosen {CHOSEN}"]
     stages["report"] = {
         # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
         "cmd": " ".join(
@@ -239,10 +241,10 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             *code("pipeline.report.__main__"),
             *files,
             "results/cells",
-            *(["results/tuned", CHOSEN] if tuned else []),
+            *([SWEEP_CELLS, "results/tuned", CHOSEN] if tuned else []),
         ],
         "params": _params_deps(sections_in, None),  # it loads the whole study: every section
-        "outs": ["reports/index.html", "reports/results.csv", FINDINGS],
+        "outs": ["reports/index.html", "reports/results.csv", FINDINGS, *([SWEEP_CSV] if tuned else [])],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }
     return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}

@@ -16,7 +16,7 @@ import pandas as pd
 from ruamel.yaml import YAML
 
 from pipeline.cells import Cell
-from pipeline.params import Params, parse_params, set_dotted
+from pipeline.params import CELL_AXES, Params, parse_params, set_dotted
 from tests.helpers import REPO
 
 EVAL_EVERY = 1  # optimizer steps between validation passes: every step, so any step can be planted
@@ -27,15 +27,19 @@ def _shipped() -> dict:
     return YAML(typ="safe", pure=True).load((REPO / "params.yaml").read_text())
 
 
-def study_params(tmp_path: Path, extra_axes: dict[str, list] | None = None, **matrix: list) -> Params:
+def study_params(
+    tmp_path: Path, extra_axes: dict[str, list] | None = None, sweep: dict | None = None, **matrix: list
+) -> Params:
     """The shipped params.yaml with its matrix replaced by `matrix` (unnamed axes keep one value).
 
-    `extra_axes` adds axes of `train` by their dotted keys, after the five cell axes.
+    `extra_axes` adds axes of `train` by their dotted keys, after the five cell axes;
+    `sweep` gives the `sweep:` section; none by default (the shipped one is the main study's).
     """
     raw = _shipped()
     raw["matrix"] = {"dataset": ["cifar10"], "activation": ["relu"], "bn": ["off"], "dropout": [0.0], "seed": [0]}
     raw["matrix"].update(matrix)
     raw["matrix"].update(extra_axes or {})
+    raw["sweep"] = sweep
     raw["targets"]["cifar10"] = {"val_accuracy": [0.5, 0.6, 0.7], "train_loss": []}
     return parse_params(raw, tmp_path / "params.yaml")
 
@@ -56,6 +60,10 @@ def write_cell(
     budget: int = BUDGET,
     grad_norms: dict[str, float | Sequence[float]] | None = None,
     bn_gap: float | Sequence[float] | None = None,
+    cell: Cell | None = None,
+    settings_changes: dict[str, object] | None = None,
+    lr_policy: str | None = None,
+    summary_changes: dict[str, object] | None = None,
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
@@ -63,18 +71,26 @@ def write_cell(
     `extra_axes` gives the cell's value on each axis of `train` the study adds.
     `grad_norms` (layer -> a value, or one per evaluation, steps 0, 1, ...) adds `grad_norm/<layer>`
     columns in the order given; `bn_gap` adds `val_accuracy_recomputed_bn` = val_accuracy + gap.
+    `cell` gives every axis at once, in its order (a sweep cell: `<configuration>-learning_rate_<rate>-<seed>`),
+    in place of the axis arguments; `settings_changes` sets training settings that are no axis
+    (a sweep's `train.epochs`, a tuned cell's rate); `lr_policy` ("sweep", "tuned") and
+    `summary_changes` (e.g. an exact `best_val_accuracy`) go into metrics.json as given.
     """
-    axes = {
-        "dataset": dataset,
-        "activation": activation,
-        "bn": bn,
-        "dropout": dropout,
-        "seed": seed,
-        **(extra_axes or {}),
-    }
-    cell = Cell(tuple(axes.items()))
+    if cell is None:
+        axes = {
+            "dataset": dataset,
+            "activation": activation,
+            "bn": bn,
+            "dropout": dropout,
+            "seed": seed,
+            **(extra_axes or {}),
+        }
+        cell = Cell(tuple(axes.items()))
+    else:
+        axes, dataset = cell.as_dict(), cell.dataset
+        extra_axes = {k: v for k, v in axes.items() if k not in CELL_AXES}
     settings = {"train": _shipped()["train"]}
-    for key, value in (extra_axes or {}).items():
+    for key, value in {**(extra_axes or {}), **(settings_changes or {})}.items():
         set_dotted(settings, key, value)
     folder = cells_dir / cell.name
     folder.mkdir(parents=True)
@@ -120,5 +136,8 @@ def write_cell(
         "val_auc": 0.5, "test_accuracy": None if diverged_at is not None else test_accuracy, "test_loss": 1.0,
         "data_digest": f"digest-{dataset}", "published_data": True, "device": "cpu", "git_commit": "abc",
     }  # fmt: skip
+    if lr_policy is not None:
+        summary["lr_policy"] = lr_policy
+    summary.update(summary_changes or {})
     (folder / "metrics.json").write_text(json.dumps(summary))
     return folder

@@ -5,12 +5,14 @@ Reads:  <cells>/*/ for the cells of the current study (pipeline/cell_outputs.py)
         the dvc.lock given by --lock (its digest, for provenance); MLFLOW_TRACKING_URI,
         when it is a server, for links to each run.
         With --tuned and --chosen (a study with `sweep:`), the tuned cells too, shown beside
-        the fixed-rate ones.
+        the fixed-rate ones, and the sweep's learning-rate sensitivity (from chosen.json); with
+        --sweep also the sweep cells, which must be those chosen.json was computed from.
         With --claims (repeatable), other studies' findings.json: the claim studies run with
         this one, whose answers this page shows as the articles' claims.
 Writes: <out>/index.html (one self-contained page), <out>/results.csv (one row per
         run, `lr_policy` fixed or tuned), <out>/metrics.json (DVC metrics: per-configuration means),
-        <out>/findings.json (the page's answers, for another study's page).
+        <out>/findings.json (the page's answers, for another study's page); with --sweep,
+        <out>/sweep.csv (one row per sweep run: axes, rate, seed, score, diverged, chosen).
 Run:    python -m pipeline.report --cells results/cells --lock dvc.lock --out reports
 """
 
@@ -35,6 +37,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tuned", type=Path, default=None, help="a study with `sweep:`: one folder per tuned cell")
     parser.add_argument("--chosen", type=Path, default=None, help="with --tuned: the choose stage's file")
     parser.add_argument(
+        "--sweep", type=Path, default=None, help="with --tuned and --chosen: one folder per sweep cell (sweep.csv)"
+    )
+    parser.add_argument(
         "--claims",
         type=Path,
         action="append",
@@ -55,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_current()  # a stale dvc.yaml would leave cells of the study untrained
     if (args.tuned is None) != (args.chosen is None):
         raise UserError("--tuned and --chosen go together (the tuned cells and the rates they were chosen at)")
+    if args.sweep is not None and args.chosen is None:
+        raise UserError("--sweep goes with --tuned and --chosen (the sweep runs and the rates chosen from them)")
     runs = write_report(
         params,
         args.cells,
@@ -63,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tuned_dir=args.tuned,
         chosen_path=args.chosen,
         claims_files=args.claims,
+        sweep_dir=args.sweep,
     )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
     return 0

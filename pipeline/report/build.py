@@ -32,6 +32,7 @@ from pipeline.report.mlflow_links import RunLinks, run_links
 from pipeline.report.questions import ANSWER_COLUMNS_AXIS, Question, TimeToTarget, questions_for
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.stats import summarize
+from pipeline.report.sweep import collect_sweep
 
 
 def design_of(params: Params) -> Design:
@@ -197,8 +198,11 @@ def _diagnostics_view(dataset: str, runs: pd.DataFrame, histories: dict[Cell, pd
     }
 
 
-def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dict) -> dict:
-    """The tuned runs beside the fixed ones: what was chosen from which scores, the answers, the tables."""
+def _tuned_view(
+    params: Params, design: Design, tuned: pd.DataFrame, chosen: dict, sweep: pd.DataFrame | None = None
+) -> dict:
+    """The tuned runs beside the fixed ones: what was chosen from which scores (a table, and per dataset the
+    sweep's learning-rate sensitivity, drawn from chosen.json), the answers, the tables."""
     rates = [format_value(r) for r in chosen["learning_rates"]]
     rows = []
     for name, entry in chosen["configurations"].items():
@@ -221,9 +225,11 @@ def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dic
     for dataset in params.matrix["dataset"]:
         keys = [target_key(t) for t in params.targets_for(dataset)]
         runs = tuned[tuned["dataset"] == dataset]
+        sweep_png = figures.plot_sweep(dataset, chosen, axes_of(params))
         datasets.append(
             {
                 "name": dataset,
+                "sweep_figure": png_data_uri(sweep_png) if sweep_png else None,
                 "targets": [t.label for t in params.targets_for(dataset)],
                 "axis_labels": [axis_label(axis) for axis in by],
                 "configurations": tables.configuration_rows(runs, by, keys, params.report.confidence),
@@ -233,6 +239,9 @@ def _tuned_view(params: Params, design: Design, tuned: pd.DataFrame, chosen: dic
         "grid": ", ".join(rates),
         "rates": rates,
         "budget": f"{chosen['epochs']} epoch(s), sweep seeds {', '.join(map(str, chosen['seeds']))}",
+        "epochs": chosen["epochs"],
+        "seeds": ", ".join(map(str, chosen["seeds"])),
+        "sweep_runs": None if sweep is None else len(sweep),
         "rule": chosen["rule"],
         "choose_by": chosen["choose_by"],
         "n_cells": len(tuned),
@@ -252,6 +261,7 @@ def build_report(
     chosen_path: Path | None = None,
     claims_files: Sequence[Path] = (),
     out_dir: Path = Path("reports"),
+    sweep_dir: Path | None = None,
 ) -> Report:
     """The page, the tidy table (one row per run), the DVC metrics and the answers, all from the cells' outputs.
 
@@ -260,15 +270,18 @@ def build_report(
     (relative to `out_dir`, where this page goes).
 
     With `tuned_dir` and `chosen_path` (a study with `sweep:`), the tuned runs are read too:
-    answered and tabled on their own, beside the fixed-rate ones, never pooled with them.
+    answered and tabled on their own, beside the fixed-rate ones, never pooled with them; and per
+    dataset the sweep's learning-rate sensitivity is drawn from chosen.json. With `sweep_dir` the
+    sweep runs are read too (`sweep_table`), and must be those chosen.json was computed from.
     """
     results, histories = collect_results(params, cells_dir)
     tuned, tuned_view = None, None
     if tuned_dir is not None and chosen_path is not None:
         chosen = read_chosen(chosen_path)
+        sweep = None if sweep_dir is None else collect_sweep(params, sweep_dir, chosen, chosen_path)
         rates = {name: float(entry["learning_rate"]) for name, entry in chosen["configurations"].items()}
         tuned, _ = collect_results(params, tuned_dir, rates)
-        tuned_view = _tuned_view(params, design_of(params), tuned, chosen)
+        tuned_view = _tuned_view(params, design_of(params), tuned, chosen, sweep)
     design = design_of(params)
     axes = axes_of(params)
     questions = _questions_view(results, design, questions_for(params.report.questions))
@@ -305,7 +318,7 @@ def build_report(
         learning_rates=(
             png_data_uri(figures.plot_learning_rate_sensitivity(results, axes)) if LEARNING_RATE in axes else None
         ),
-        not_measured=_not_measured(results, histories),
+        not_measured=_not_measured(results, histories, swept=tuned_view is not None),
         links_note=links.note,
         git_commits=sorted(results["git_commit"].dropna().unique()),
         data_digests={d: results.loc[results["dataset"] == d, "data_digest"].iloc[0] for d in params.matrix["dataset"]},
@@ -326,6 +339,17 @@ def build_report(
         "questions": questions,
     }
     return Report(html, tidy, metrics, answers)
+
+
+SWEEP_CSV = "sweep.csv"
+
+
+def sweep_table(params: Params, sweep_dir: Path, chosen_path: Path) -> pd.DataFrame:
+    """sweep.csv: one row per sweep run (its configuration's axes, rate, seed, score, diverged, chosen).
+
+    The runs must be those chosen.json was computed from (pipeline/report/sweep.py checks it).
+    """
+    return collect_sweep(params, sweep_dir, read_chosen(chosen_path), chosen_path)
 
 
 class Report(NamedTuple):
@@ -349,10 +373,10 @@ def _diverged(runs: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> frozen
     return frozenset(cell for cell in histories if cell.name in names)
 
 
-def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame]) -> list[str]:
-    """Evidence the page would show if the runs recorded it."""
+def _not_measured(results: pd.DataFrame, histories: dict[Cell, pd.DataFrame], swept: bool = False) -> list[str]:
+    """Evidence the page would show if the runs recorded it (`swept`: the sweep's sensitivity is shown)."""
     missing = []
-    if results[LEARNING_RATE].nunique() < 2:
+    if results[LEARNING_RATE].nunique() < 2 and not swept:
         missing.append(
             f"learning-rate sensitivity (the runs share one learning rate; a study sweeps it with the axis {LEARNING_RATE})"
         )
@@ -393,8 +417,10 @@ def write_report(
     tuned_dir: Path | None = None,
     chosen_path: Path | None = None,
     claims_files: Sequence[Path] = (),
+    sweep_dir: Path | None = None,
 ) -> int:
-    """Build the report and write index.html, results.csv, metrics.json and findings.json into `out_dir`.
+    """Build the report and write index.html, results.csv, metrics.json and findings.json into `out_dir`,
+    and with `sweep_dir` (and `chosen_path`) sweep.csv: one row per sweep run (`sweep_table`).
 
     Returns the run count.
     """
@@ -406,10 +432,13 @@ def write_report(
         chosen_path=chosen_path,
         claims_files=claims_files,
         out_dir=out_dir,
+        sweep_dir=sweep_dir,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(report.html, encoding="utf-8")
     report.results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")
+    if sweep_dir is not None and chosen_path is not None:
+        sweep_table(params, sweep_dir, chosen_path).to_csv(out_dir / SWEEP_CSV, index=False, float_format="%.6g")
     for name, content in (("metrics.json", report.metrics), ("findings.json", report.answers)):
         (out_dir / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return len(report.results)

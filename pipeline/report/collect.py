@@ -78,7 +78,7 @@ def collect_results(
             expected = cell_settings(params, cell)
         else:
             expected = tuned_settings(params, cell, chosen[cell.configuration])
-        _check_trained_as_the_study_says(expected, summary, found[name])
+        check_trained_as_the_study_says(expected, summary, found[name])
         policy = "fixed" if chosen is None else "tuned"
         if summary.get(LR_POLICY, "fixed") != policy:
             raise UserError(
@@ -100,7 +100,7 @@ def collect_results(
     return pd.DataFrame(rows), histories
 
 
-def _check_trained_as_the_study_says(settings: CellSettings, summary: dict, folder: Path) -> None:
+def check_trained_as_the_study_says(settings: CellSettings, summary: dict, folder: Path) -> None:
     """Refuse a cell whose outputs came from other training settings (a stale folder, a hand-run stage)."""
     expected = flatten("train", settings.train.model_dump())
     recorded = flatten("train", summary["settings"]["train"])

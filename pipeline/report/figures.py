@@ -15,12 +15,15 @@ import textwrap
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+import matplotlib.lines  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.cells import Cell, axis_label  # noqa: E402
+from pipeline.params import format_value  # noqa: E402
 from pipeline.report.diagnostics import GRAD_PREFIX, MOVING, RECOMPUTED, gradient_layers  # noqa: E402
 from pipeline.report.stats import complete_band  # noqa: E402
 from pipeline.report.survival import censored_times, follow_up, kaplan_meier  # noqa: E402
@@ -316,6 +319,123 @@ def plot_learning_rate_sensitivity(results: pd.DataFrame, axes: list[str]) -> by
             ax.set_xlabel("learning rate (log scale)")
     grid[0][0].legend(fontsize=8, loc="best")
     return _png(fig)
+
+
+# What a sweep may choose by (pipeline/params.py SWEEP_SCORES), as an axis reads it, with its unit.
+SWEEP_SCORE_LABELS = {
+    "best_val_accuracy": "best validation accuracy\n(fraction correct)",
+    "final_val_accuracy": "final validation accuracy\n(fraction correct)",
+    "val_auc": "validation AUC\n(mean accuracy over the budget, 0–1)",
+    "final_val_loss": "final validation loss\n(cross-entropy, nats)",
+}
+SWEEP_WORST_BAND = 0.2  # the bottom of each panel, in axes fraction: the rates that scored worst, never a value
+
+
+def sweep_points(entry: dict) -> tuple[pd.Series, list[float], list[float], float]:
+    """One configuration's sweep exactly as chosen.json states it.
+
+    Returns each rate's score (NaN where the rate scored worst: never drawn as a value), the
+    rates where a sweep run diverged, the rates that scored worst without a divergence (a seed
+    recorded no value), and the chosen rate.
+    """
+    scores = {float(rate): score for rate, score in entry["scores"].items()}
+    values = pd.Series({rate: np.nan if score is None else float(score) for rate, score in scores.items()}, dtype=float)
+    diverged = sorted(float(rate) for rate in entry["diverged"])
+    no_value = sorted(rate for rate, score in scores.items() if score is None and rate not in diverged)
+    return values.sort_index(), diverged, no_value, float(entry["learning_rate"])
+
+
+def sweep_figure(dataset: str, chosen: dict, axes: list[str]) -> plt.Figure | None:
+    """The sweep's score of each learning rate (log scale), as the choice saw it: a line per configuration.
+
+    Panels: each condition of the other axes (`condition_axes`); in a panel a line per BN
+    placement, so each line is one configuration. Everything comes from chosen.json: each rate's
+    score (the mean of `choose_by` over the sweep seeds); x in the grey band at the bottom: a rate
+    where a sweep run diverged (it scored worst, whatever it reached: no value is drawn); ?: a rate
+    that scored worst because a run recorded no value; ring: the chosen rate. None when no
+    configuration of the dataset was swept.
+    """
+    entries = {name: e for name, e in chosen["configurations"].items() if e["axes"]["dataset"] == dataset}
+    if not entries:
+        return None
+    panels = [axis for axis in condition_axes(axes) if axis != LEARNING_RATE]
+    conditions = sorted({tuple(e["axes"][a] for a in panels) for e in entries.values()})
+    rates = sorted(float(rate) for rate in chosen["learning_rates"])
+    finite = [float(s) for e in entries.values() for s in e["scores"].values() if s is not None]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    span = max(high - low, 0.05)
+    bn_rank = {bn: i for i, bn in enumerate(BN_STYLE)}
+    fig, grid = plt.subplots(
+        1, len(conditions), figsize=(max(7.5, 4.6 * len(conditions)), 4.2), squeeze=False, sharey=True,
+        constrained_layout=True,
+    )  # fmt: skip
+    for col, condition in enumerate(conditions):
+        ax = grid[0][col]
+        worst = ax.get_xaxis_transform()  # x: the rate; y: a fraction of the panel, not a score
+        ax.add_patch(matplotlib.patches.Rectangle(
+            (0, 0), 1, SWEEP_WORST_BAND, transform=ax.transAxes, color="#e8e8e8", zorder=0, linewidth=0
+        ))  # fmt: skip
+        ax.text(0.01, SWEEP_WORST_BAND - 0.02, "scored worst (no value)", transform=ax.transAxes, fontsize=7,
+                va="top", color="#444444")  # fmt: skip
+        mine = sorted(
+            ((name, e) for name, e in entries.items() if tuple(e["axes"][a] for a in panels) == condition),
+            key=lambda item: bn_rank.get(item[1]["axes"]["bn"], len(bn_rank)),
+        )
+        for i, (name, entry) in enumerate(mine):
+            bn = entry["axes"]["bn"]
+            style = BN_STYLE[bn]
+            values, diverged, no_value, rate = sweep_points(entry)
+            ax.plot(values.index, values.to_numpy(), color=style["color"], linestyle=style["linestyle"],
+                    marker=style["marker"], linewidth=2, markersize=6, gid=f"score:{name}",
+                    label=f"BN {bn}: chosen {format_value(rate)}")  # fmt: skip
+            level = 0.04 + 0.05 * i  # each placement its own height in the band (at most three)
+            if diverged:
+                ax.plot(diverged, [level] * len(diverged), transform=worst, linestyle="none", marker="x",
+                        markersize=9, markeredgewidth=2, color=style["color"], gid=f"diverged:{name}")  # fmt: skip
+            if no_value:
+                ax.plot(no_value, [level] * len(no_value), transform=worst, linestyle="none", marker="$?$",
+                        markersize=9, color=style["color"], gid=f"no-value:{name}")  # fmt: skip
+            y, transform = values.get(rate, np.nan), ax.transData
+            if not np.isfinite(y):  # every rate scored worst: the smallest is chosen, marked in the band
+                y, transform = level, worst
+            ax.plot([rate], [y], transform=transform, linestyle="none", marker="o", markersize=16,
+                    markerfacecolor="none", markeredgecolor=style["color"], markeredgewidth=2,
+                    gid=f"chosen:{name}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xticks(rates, [format_value(r) for r in rates], fontsize=8)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlim(rates[0] / 2, rates[-1] * 2)
+        # the data stay above the band of the rates that scored worst, and no score is ticked inside it
+        bottom, top = low - span * (SWEEP_WORST_BAND + 0.05) / (0.95 - SWEEP_WORST_BAND), high + 0.05 * span
+        band_top = bottom + SWEEP_WORST_BAND * (top - bottom)
+        ax.set_yticks([t for t in matplotlib.ticker.MaxNLocator(6).tick_values(low, high) if band_top < t <= top])
+        ax.set_ylim(bottom, top)
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{dataset}: {_condition_label(panels, condition)}", fontsize=9)
+        ax.set_xlabel("learning rate (optimizer step size, log scale)")
+        if col == 0:
+            ax.set_ylabel(SWEEP_SCORE_LABELS.get(chosen["choose_by"], chosen["choose_by"]))
+        handles, labels = ax.get_legend_handles_labels()
+        key = [
+            matplotlib.lines.Line2D([], [], linestyle="none", marker="o", markersize=10, markerfacecolor="none",
+                                    markeredgecolor="#000000", label="chosen rate"),
+            matplotlib.lines.Line2D([], [], linestyle="none", marker="x", markersize=8, color="#000000",
+                                    label="a sweep run diverged"),
+        ]  # fmt: skip
+        ax.legend(handles=handles + key, fontsize=7, loc="upper left")
+    seeds = ", ".join(str(s) for s in chosen["seeds"])
+    fig.suptitle(
+        f"{dataset}: learning-rate sweep, {chosen['epochs']} epoch(s) per run;\n"
+        f"score: {chosen['choose_by']}, mean over sweep seeds {seeds}",
+        fontsize=10,
+    )
+    return fig
+
+
+def plot_sweep(dataset: str, chosen: dict, axes: list[str]) -> bytes | None:
+    """`sweep_figure` as PNG bytes (None: no configuration of the dataset was swept)."""
+    fig = sweep_figure(dataset, chosen, axes)
+    return None if fig is None else _png(fig)
 
 
 def _moments(steps: list[int]) -> list[tuple[int, str]]:

@@ -8,9 +8,13 @@ sweep runs' own metrics by the rule chosen.json states, whatever scores came out
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
+import re
 
+import matplotlib.image
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -124,6 +128,33 @@ def test_results_hold_fixed_and_tuned_rows_and_the_page_shows_both(sweep_study):
     assert "Per configuration, tuned: fashion_mnist" in html
     metrics = json.loads((folder / "reports" / "metrics.json").read_text())
     assert set(metrics["tuned"]["fashion_mnist"]) == set(metrics["fashion_mnist"])
+
+
+def test_the_page_shows_the_sweep_and_sweep_csv_has_one_row_per_sweep_cell(sweep_study):
+    _, _, folder, _ = sweep_study
+    chosen = json.loads((folder / "results" / "sweep" / "chosen.json").read_text())["configurations"]
+    html = (folder / "reports" / "index.html").read_text()
+    figure = re.search(r'<figure id="fashion_mnist-sweep">(.*?)</figure>', html, re.S)
+    assert figure, "no sweep figure on the page"
+    (data,) = re.findall(r'<img src="data:image/png;base64,([^"]+)"', figure.group(1))
+    image = matplotlib.image.imread(io.BytesIO(base64.b64decode(data)), format="png")
+    assert image.shape[1] > 300 and image.shape[0] > 200
+    caption = " ".join(figure.group(1).split())
+    assert "a budget of 1 epoch(s) per sweep run" in caption and "best_val_accuracy" in caption
+    with (folder / "reports" / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["cell"] for r in rows) == sorted(SWEEP_CELLS)
+    for row in rows:
+        config, rate = SWEEP_CELLS[row["cell"]]
+        trained = _metrics(folder, "sweep/cells", row["cell"])
+        assert row["configuration"] == config and float(row["train.optimizer.learning_rate"]) == rate
+        assert row["seed"] == "0" and row["choose_by"] == "best_val_accuracy"
+        assert row["diverged"] == str(trained["outcome"] == "diverged")
+        assert row["chosen"] == str(rate == chosen[config]["learning_rate"])
+        if trained["outcome"] == "diverged" or trained["best_val_accuracy"] is None:
+            assert row["score"] == ""
+        else:
+            assert float(row["score"]) == pytest.approx(trained["best_val_accuracy"], rel=1e-5)
 
 
 def test_sweep_and_tuned_runs_are_tracked_apart_from_the_cells(sweep_study):

@@ -217,6 +217,10 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
     assert sorted(stages["train"]["foreach"]) == sorted(tuned["foreach"])  # the fixed-rate cells stay
     assert {"results/tuned", "results/sweep/chosen.json"} <= set(report["deps"])
     assert "--tuned results/tuned --chosen results/sweep/chosen.json" in report["cmd"]
+    # the report reads the sweep runs too (sweep.csv, the check against chosen.json): their folder is a dependency
+    assert "--sweep results/sweep/cells " in report["cmd"] and "results/sweep/cells" in report["deps"]
+    assert "reports/sweep.csv" in report["outs"]
+    assert "reports/sweep.csv" not in _stages(repo_copy / "studies" / "quick" / "dvc.yaml")["report"]["outs"]
     # no sweep in a study without one
     assert "sweep" not in _stages(repo_copy / "studies" / "quick" / "dvc.yaml")
 
