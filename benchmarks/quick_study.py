@@ -6,7 +6,7 @@ clone would have it) into a temporary folder, writes full-size synthetic dataset
 in the original formats as a local mirror, runs the quick study there, and reports
 the time of every stage.
 
-Run:    uv run python -m benchmarks.quick_study [--out benchmarks/results]
+Run:    uv run python -m benchmarks.quick_study [--out benchmarks/results] [--keep-report DIR]
 Writes: <out>/quick_study.json (per-stage seconds) and <out>/quick_study.png
 """
 
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ def run_timed(command: list[str], cwd: Path, env: dict) -> tuple[float, dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--keep-report", type=Path, default=None, help="copy the study's report folder here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -72,6 +74,8 @@ def main() -> None:
             PYTHONPATH=str(repo),
         )
         total, stages = run_timed([sys.executable, "-m", "dvc", "repro", "studies/quick/dvc.yaml"], repo, env)
+        if args.keep_report is not None:
+            shutil.copytree(repo / "studies" / "quick" / "reports", args.keep_report, dirs_exist_ok=True)
     cells = {k: v for k, v in stages.items() if ":train@" in k}
     record = {
         "total_s": total,
