@@ -123,20 +123,23 @@ def init_worker(config: SlotConfig, counter, events) -> None:
 
 @contextlib.contextmanager
 def captured_output(path: Path) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2) to `path` while the block runs."""
+    """Send this process's output to `path` while the block runs.
+
+    Both levels: file descriptors 1 and 2 (what TensorFlow's C++ side and subprocesses write) and
+    Python's sys.stdout and sys.stderr (which need not write to those descriptors).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     try:
-        with path.open("w", encoding="utf-8") as log:
+        with path.open("w", encoding="utf-8", buffering=1) as log:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
             try:
-                yield
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                    yield
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     finally:
