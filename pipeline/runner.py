@@ -344,12 +344,16 @@ def repo_root() -> Path:
     raise UserError(f"{here}: not inside a DVC repository (no .dvc/ above); run the runner in the project")
 
 
-def slot_config(slots: int, devices: str | None, gpu_memory_mb: int | None) -> SlotConfig:
+def slot_config(slots: int, devices: str | None, gpu_memory_mb: int | None, threads: int | None = None) -> SlotConfig:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads is not None:
+        cores, slots_sharing = threads, 1
+    else:
+        slots_sharing = slots
     ids = tuple(d for d in (devices or "").split(",") if d.strip())
     per_device = -(-slots // len(ids)) if ids else slots
     fraction = round(0.9 / per_device, 3) if gpu_memory_mb is None and per_device > 1 else None
-    return SlotConfig(slot_threads(cores, slots), ids, gpu_memory_mb, fraction)
+    return SlotConfig(slot_threads(cores, slots_sharing), ids, gpu_memory_mb, fraction)
 
 
 def run(root: Path, dvcfiles: list[str] | None, slots: int, config: SlotConfig) -> int:
@@ -407,6 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--all", action="store_true", help="every dvc.yaml of the repository")
     parser.add_argument("--slots", type=int, default=1, help="worker processes, each training one cell at a time")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads per slot (default: cores // slots). Float results depend on it: give the number of "
+        "cores for outputs identical to dvc repro's (TensorFlow's default), at the cost of oversubscribing",
+    )
     parser.add_argument("--devices", help="GPU ids the slots share round-robin, e.g. 0,1 (one slot per GPU: --slots 2)")
     parser.add_argument(
         "--gpu-memory-mb",
@@ -415,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"TensorFlow: cap each worker's GPU memory (default ${GPU_MEMORY_ENV}; unset: grow as needed)",
     )
     args = parser.parse_args(argv)
-    if args.slots < 1:
-        raise UserError(f"--slots {args.slots}: use 1 or more")
+    if args.slots < 1 or (args.threads is not None and args.threads < 1):
+        raise UserError(f"--slots {args.slots} --threads {args.threads}: use 1 or more")
     if args.all and args.dvcfiles:
         raise UserError("give dvc.yaml files or --all, not both")
     root = repo_root()
@@ -424,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in dvcfiles or []:
         if not (root / name).is_file():
             raise UserError(f"{name}: no such dvc.yaml under {root} (give paths relative to the repository root)")
-    return run(root, dvcfiles, args.slots, slot_config(args.slots, args.devices, args.gpu_memory_mb))
+    return run(root, dvcfiles, args.slots, slot_config(args.slots, args.devices, args.gpu_memory_mb, args.threads))
 
 
 if __name__ == "__main__":

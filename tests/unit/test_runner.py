@@ -17,6 +17,7 @@ from pipeline.runner import (
     commit_command,
     load_stages,
     select,
+    slot_config,
     slot_threads,
     stale,
     upstream_of,
@@ -133,6 +134,8 @@ def test_progress_counts_and_eta():
 def test_threads_and_devices_per_slot():
     assert [slot_threads(2, k) for k in (1, 2, 3)] == [2, 1, 1]
     assert slot_threads(16, 3) == 5
+    assert slot_config(2, None, None, threads=2).threads == 2  # --threads: every slot gets that many
+    assert slot_config(1, "0", 4096).gpu_memory_mb == 4096 and slot_config(4, "0", None).gpu_memory_fraction == 0.225
     config = SlotConfig(threads=4, devices=("0", "1"), gpu_memory_fraction=0.45)
     env = [slot_environment(config, slot) for slot in range(3)]
     assert [e["CUDA_VISIBLE_DEVICES"] for e in env] == ["0", "1", "0"]
