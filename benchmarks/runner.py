@@ -104,6 +104,7 @@ def main() -> None:
             BNBENCH_DATA_MIRROR=str(root / "mirror"),
             BNBENCH_DATA_CHECKSUMS=str(checksums),
             BNBENCH_CACHE_DIR=str(root / "download-cache"),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` in stages
         )
         prepare = ["studies/quick/dvc.yaml:prepare@cifar10", "studies/quick/dvc.yaml:prepare@fashion_mnist"]
         timed([sys.executable, "-m", "dvc", "repro", *prepare], base, {**env, "PYTHONPATH": str(base)})
