@@ -106,6 +106,18 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
     return oldest
 
 
+def prepare_study(params: Params) -> str:
+    """Create the store, the study's experiment and its parent run now, once; returns the parent run's id.
+
+    For a runner about to start several cells at once: on a fresh SQLite store, first writers that
+    start together race in MLflow's schema migration, and two cells could both create the experiment.
+    """
+    uri = tracking_uri()
+    check_reachable(uri)
+    client = MlflowClient(uri)
+    return study_run_id(client, _experiment_id(client, params.study.name, uri), params)
+
+
 STEP_LOSS_METRIC = "train_loss_step"  # the per-step training loss, one value per optimizer step
 LOG_BATCH_SIZE = 1000  # MLflow's limit on metrics per log_batch call
 
