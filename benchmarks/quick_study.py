@@ -28,7 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tools.fake_data import write_mirror  # noqa: E402
+from tools.fake_data import full_size_mirror_env  # noqa: E402
 from tools.repo_copy import copy_repo  # noqa: E402
 
 TARGET_S = 600
@@ -63,16 +63,7 @@ def main() -> None:
         root = Path(tmp)
         repo = root / "repo"
         copy_repo(repo)
-        checksums = write_mirror(
-            root / "mirror", cifar_per_batch=10_000, cifar_test=10_000, fmnist_train=60_000, fmnist_test=10_000
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))}
-        env.update(
-            BNBENCH_DATA_MIRROR=str(root / "mirror"),
-            BNBENCH_DATA_CHECKSUMS=str(checksums),
-            BNBENCH_CACHE_DIR=str(root / "download-cache"),
-            PYTHONPATH=str(repo),
-        )
+        env = {**full_size_mirror_env(root), "PYTHONPATH": str(repo)}
         total, stages = run_timed([sys.executable, "-m", "dvc", "repro", "studies/quick/dvc.yaml"], repo, env)
         if args.keep_report is not None:
             shutil.copytree(repo / "studies" / "quick" / "reports", args.keep_report, dirs_exist_ok=True)

@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.quick_study import run_timed  # noqa: E402
-from tools.fake_data import write_mirror  # noqa: E402
+from tools.fake_data import full_size_mirror_env  # noqa: E402
 from tools.repo_copy import copy_repo  # noqa: E402
 
 STUDY = "studies/quick/dvc.yaml"
@@ -96,16 +96,8 @@ def main() -> None:
         root = Path(tmp)
         base = root / "base"
         copy_repo(base)
-        checksums = write_mirror(
-            root / "mirror", cifar_per_batch=10_000, cifar_test=10_000, fmnist_train=60_000, fmnist_test=10_000
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))}
-        env.update(
-            BNBENCH_DATA_MIRROR=str(root / "mirror"),
-            BNBENCH_DATA_CHECKSUMS=str(checksums),
-            BNBENCH_CACHE_DIR=str(root / "download-cache"),
-            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` in stages
-        )
+        env = full_size_mirror_env(root)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # `python` in stages
         prepare = ["studies/quick/dvc.yaml:prepare@cifar10", "studies/quick/dvc.yaml:prepare@fashion_mnist"]
         timed([sys.executable, "-m", "dvc", "repro", *prepare], base, {**env, "PYTHONPATH": str(base)})
 

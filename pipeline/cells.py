@@ -68,14 +68,19 @@ def cell_settings(params: Params, cell: Cell) -> CellSettings:
     return apply_axes(params.train, cell.as_dict())
 
 
-def find_cell(params: Params, name: str, source: str) -> Cell:
-    for cell in expand_matrix(params):
+def _named(cells: list[Cell], what: str, name: str, where: str) -> Cell:
+    """The cell called `name`, or one message naming the fix (a stage run from an older pipeline)."""
+    for cell in cells:
         if cell.name == name:
             return cell
     raise UserError(
-        f"cell {name} is not in the matrix of {source}; if the matrix changed, "
+        f"{what} {name} is not in {where}; if that changed, "
         "regenerate the pipeline with `uv run python -m pipeline.dvcfile`"
     )
+
+
+def find_cell(params: Params, name: str, source: str) -> Cell:
+    return _named(expand_matrix(params), "cell", name, f"the matrix of {source}")
 
 
 def axis_label(key: str) -> str:
@@ -111,10 +116,4 @@ def tuned_settings(params: Params, cell: Cell, learning_rate: float) -> CellSett
 
 
 def find_sweep_cell(params: Params, name: str, source: str) -> Cell:
-    for cell in expand_sweep(params):
-        if cell.name == name:
-            return cell
-    raise UserError(
-        f"sweep cell {name} is not in the sweep of {source}; if the sweep or the matrix changed, "
-        "regenerate the pipeline with `uv run python -m pipeline.dvcfile`"
-    )
+    return _named(expand_sweep(params), "sweep cell", name, f"the sweep of {source}")

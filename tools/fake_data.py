@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,24 @@ def write_mirror(root: Path, *, cifar_per_batch: int, cifar_test: int, fmnist_tr
     path = root / "checksums.json"
     path.write_text(json.dumps(checksums, indent=2), encoding="utf-8")
     return path
+
+
+def full_size_mirror_env(root: Path) -> dict[str, str]:
+    """Full-size datasets written under `root`, and an environment that fetches from them.
+
+    The environment is this process's, without MLflow, DVC or bnbench settings that would
+    point the run elsewhere; the benchmarks run their studies in it.
+    """
+    checksums = write_mirror(
+        root / "mirror", cifar_per_batch=10_000, cifar_test=10_000, fmnist_train=60_000, fmnist_test=10_000
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))}
+    env.update(
+        BNBENCH_DATA_MIRROR=str(root / "mirror"),
+        BNBENCH_DATA_CHECKSUMS=str(checksums),
+        BNBENCH_CACHE_DIR=str(root / "download-cache"),
+    )
+    return env
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from pipeline import choose, dvcfile
-from pipeline.cells import expand_matrix, expand_sweep, sweep_settings, tuned_settings
+from pipeline.cells import expand_matrix, expand_sweep, find_sweep_cell, sweep_settings, tuned_settings
+from pipeline.errors import UserError
 from pipeline.params import ParamsError, load_params, parse_params
 from tests.helpers import REPO
 
@@ -269,3 +270,10 @@ def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_r
     dag = dvc("dag", "--md", "claim_x-report")  # the study's page and all it needs, as `dvc repro claim_x-report` runs
     assert "claim_x-tuned@fashion_mnist-relu-off-0.0-0" in dag and "claim_x-choose" in dag
     assert "fetch@fashion_mnist" in dag and "train@cifar10" not in dag
+
+
+def test_a_sweep_cell_not_in_the_sweep_names_the_fix(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    with pytest.raises(UserError, match=r"sweep cell nope is not in the sweep of params.yaml; .* pipeline.dvcfile"):
+        find_sweep_cell(params, "nope", "params.yaml")
+    assert find_sweep_cell(params, expand_sweep(params)[3].name, "params.yaml") == expand_sweep(params)[3]
