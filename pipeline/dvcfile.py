@@ -54,6 +54,7 @@ FINDINGS = "reports/findings.json"  # a study's answers, read by the main page w
 CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configuration, in a study with `sweep:`
 SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose and by the report
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
+TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/code_digest.py)
 # Files a module reads at run time that no import shows.
 DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
 
@@ -191,12 +192,19 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "outs": ["data/prepared/${item}"],
         },
     }
+    # The cell stages depend on one digest of their code rather than on each module: see
+    # pipeline/code_digest.py (it keeps dvc.lock small and a no-op `dvc repro` quick).
+    stages["train-code"] = {
+        "cmd": f"python -m pipeline.code_digest --entry pipeline.train --out {TRAIN_CODE}",
+        "deps": sorted({*code("pipeline.train"), *code("pipeline.code_digest")}),
+        "outs": [TRAIN_CODE],
+    }
     stages["train"] = {
         "foreach": {cell.name: {"dataset": cell.dataset} for cell in cells},
         "do": {
             "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
             "--data data/prepared/${item.dataset} --out results/cells/${key}",
-            "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
+            "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
             "params": _params_deps(sections_in, ["train"]),
             "outs": ["results/cells/${key}"],
         },
@@ -208,7 +216,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "do": {
                 "cmd": f"python -m pipeline.train {with_params} --sweep-cell ${{key}} "
                 "--data data/prepared/${item.dataset} --out results/sweep/cells/${key}",
-                "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}"],
+                "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
                 "params": _params_deps(sections_in, ["train", "sweep"]),
                 "outs": ["results/sweep/cells/${key}"],
             },
@@ -224,7 +232,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "do": {
                 "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} --learning-rate-from {CHOSEN} "
                 "--data data/prepared/${item.dataset} --out results/tuned/${key}",
-                "deps": [*code("pipeline.train"), "data/prepared/${item.dataset}", CHOSEN],
+                "deps": [TRAIN_CODE, "data/prepared/${item.dataset}", CHOSEN],
                 "params": _params_deps(sections_in, ["train"]),
                 "outs": ["results/tuned/${key}"],
             },

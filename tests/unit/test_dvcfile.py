@@ -56,12 +56,17 @@ def _imported_files(entry: str) -> set[Path]:
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_each_stage_depends_on_every_project_module_its_entry_point_imports(study):
-    for name, stage in _stages(study).items():
-        definition = _definitions(stage)
+    stages = {name: _definitions(stage) for name, stage in _stages(study).items()}
+    # A cell's code reaches it through the digest that the train-code stage of its folder writes.
+    digest_stage = {d.get("wdir", "."): d for d in stages.values() if d.get("outs") == [dvcfile.TRAIN_CODE]}
+    for name, definition in stages.items():
         entry = definition["cmd"].split()[2]  # python -m <entry> ...
         entry = "pipeline.report.__main__" if entry == "pipeline.report" else entry
         where = study / definition.get("wdir", ".")  # a study run with the main one: paths from its folder
-        deps = [(where / d).resolve() for d in definition["deps"] if "pipeline" in Path(d).parts]
+        code = definition["deps"]
+        if dvcfile.TRAIN_CODE in code:
+            code = digest_stage[definition.get("wdir", ".")]["deps"]
+        deps = [(where / d).resolve() for d in code if "pipeline" in Path(d).parts]
         assert all(d.exists() for d in deps), f"{name}: a code dependency does not exist"
         for file in _imported_files(entry):
             assert any(file == d or d in file.parents for d in deps), f"{name}: {file.relative_to(REPO)} not in deps"
@@ -160,3 +165,30 @@ def test_the_report_depends_on_its_page_template(study):
     # Read at run time, not imported: no import shows it, so the generator must name it.
     deps = [(study / d).resolve() for d in _stages(study)["report"]["deps"]]
     assert REPO / "pipeline" / "report" / "templates" in deps
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_cells_depend_on_one_digest_of_their_code_and_it_on_every_module(study):
+    stages = _stages(study)
+    up = "" if study == REPO else "../../"
+    modules = {up + f for entry in ("pipeline.train", "pipeline.code_digest") for f in dvcfile.code_deps(REPO, entry)}
+    assert set(stages["train-code"]["deps"]) == modules
+    assert stages["train-code"]["outs"] == [dvcfile.TRAIN_CODE]
+    for name in ("train", "sweep", "tuned"):
+        if name in stages:
+            deps = stages[name]["do"]["deps"]
+            assert dvcfile.TRAIN_CODE in deps and not any(d.endswith(".py") for d in deps)
+
+
+def test_the_digest_changes_with_the_cells_code_only(repo_copy):
+    from pipeline.code_digest import code_digest
+
+    before = code_digest(repo_copy, "pipeline.train")
+    assert "pipeline/training.py" in before["files"] and "pipeline/report/figures.py" not in before["files"]
+    figures = repo_copy / "pipeline" / "report" / "figures.py"
+    figures.write_text(figures.read_text() + "\n# a change the cells do not import\n")
+    assert code_digest(repo_copy, "pipeline.train") == before
+    training = repo_copy / "pipeline" / "training.py"
+    training.write_text(training.read_text() + "\n# a change the cells import\n")
+    after = code_digest(repo_copy, "pipeline.train")
+    assert {f for f in after["files"] if after["files"][f] != before["files"][f]} == {"pipeline/training.py"}

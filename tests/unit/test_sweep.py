@@ -250,7 +250,9 @@ def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_r
     assert not (folder / "dvc.yaml").exists()
     root = _stages(repo_copy / "dvc.yaml")
     ours = {name: stage for name, stage in root.items() if name.startswith("claim_x-")}
-    assert set(ours) == {f"claim_x-{s}" for s in ("prepare", "train", "sweep", "choose", "tuned", "report")}
+    assert set(ours) == {
+        f"claim_x-{s}" for s in ("prepare", "train-code", "train", "sweep", "choose", "tuned", "report")
+    }
     assert ours["claim_x-choose"]["wdir"] == "studies/claim_x"
     assert ours["claim_x-train"]["do"]["wdir"] == "studies/claim_x"
     assert ours["claim_x-train"]["do"]["outs"] == ["results/cells/${key}"]  # inside its folder, by wdir
