@@ -2,7 +2,8 @@
 
 Reads:  the canonical location, or BNBENCH_DATA_MIRROR (http(s) URL or directory
         holding <dataset>/<original file name>); BNBENCH_DATA_CHECKSUMS optionally
-        names a JSON {dataset: {file name: md5}} for data that are not the published files.
+        names a JSON {dataset: {file name: md5}} for data that are not the published files;
+        BNBENCH_DOWNLOAD_{TIMEOUT,DEADLINE,BACKOFF}_S bound the waiting (README).
 Writes: <out>/<original files> and <out>/files.json (the md5s verified, and whether
         they are the published ones).
 Run:    python -m pipeline.fetch --dataset cifar10 --out data/raw/cifar10
@@ -19,6 +20,7 @@ from pathlib import Path
 from pipeline.data.datasets import DATASETS
 from pipeline.data.download import (
     CHECKSUMS_ENV,
+    DownloadSettings,
     cache_dir_from_env,
     fetch_dataset,
     load_checksum_overrides,
@@ -39,6 +41,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     load_params(*(args.params or [Path("params.yaml")]))  # fetch is the first stage: stop a bad params.yaml here
+    settings = DownloadSettings.from_env()
     overrides = load_checksum_overrides(os.environ.get(CHECKSUMS_ENV))
     if args.dataset in overrides:
         print(
@@ -47,7 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     fetched = fetch_dataset(
-        args.dataset, args.out, mirror=mirror_from_env(), overrides=overrides, cache_dir=cache_dir_from_env()
+        args.dataset,
+        args.out,
+        mirror=mirror_from_env(),
+        overrides=overrides,
+        cache_dir=cache_dir_from_env(),
+        settings=settings,
     )
     (args.out / "files.json").write_text(fetched.to_json() + "\n", encoding="utf-8")
     print(f"fetch: {args.dataset}: {len(fetched.md5)} file(s) verified into {args.out}")

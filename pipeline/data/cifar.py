@@ -1,7 +1,8 @@
 """Parse the binary version of CIFAR-10 (https://www.cs.toronto.edu/~kriz/cifar.html).
 
 Each record is one label byte and 3,072 pixel bytes: the red, green and blue
-32x32 planes, row-major. Members are read straight from the archive by name, so
+32x32 planes, row-major. Every member is checked first (archive.py: no links, devices,
+absolute paths or `..`); then members are read straight from the archive by name, so
 nothing is extracted to disk and no path inside the archive is ever trusted.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.archive import check_members
 from pipeline.data.raw import FormatError, RawDataset
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -52,6 +54,7 @@ def read_cifar10(raw_dir: Path) -> RawDataset:
         raise FormatError(f"{path}: not a readable tar.gz archive ({error})") from None
     with archive:
         try:
+            check_members(archive, path)
             train = [_parse_batch(_read_member(archive, n, path), n) for n in TRAIN_BATCHES]
             test_images, test_labels = _parse_batch(_read_member(archive, TEST_BATCH, path), TEST_BATCH)
         except (tarfile.TarError, OSError, EOFError) as error:

@@ -1,9 +1,12 @@
 """Download a dataset's original files and verify each against its md5.
 
-pooch does the work: it streams each file into a temporary name beside the
-cache, checks the md5, and only then renames it into place, so a killed or
-corrupt download never leaves a file that a later run trusts. Failed downloads
-(network errors or a checksum mismatch) are retried with a growing pause.
+pooch keeps the cache: each file streams into a temporary name beside it, its md5 is
+checked, and only then is it renamed into place, so a killed, cut-short or corrupt
+download never leaves a file that a later run trusts. transfer.py makes one attempt at a
+file; here tenacity repeats the attempts that may succeed next time (a 5xx, a refused,
+broken or silent connection), with a doubling pause, until `attempts` or the deadline.
+A 404, wrong bytes or a full disk stop at once. Nothing goes into the stage's folder
+until every file of the dataset is verified.
 """
 
 from __future__ import annotations
@@ -11,25 +14,32 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
 import requests
+import tenacity
 
 from pipeline.data.datasets import DATASETS
-from pipeline.errors import UserError
+from pipeline.data.transfer import (
+    DEADLINE_ENV,
+    TIMEOUT_ENV,
+    Attempt,
+    DiskUsage,
+    DownloadError,
+    DownloadSettings,
+    describe,
+    ensure_free_space,
+    is_transient,
+)
 
 MIRROR_ENV = "BNBENCH_DATA_MIRROR"
 CHECKSUMS_ENV = "BNBENCH_DATA_CHECKSUMS"
 CACHE_ENV = "BNBENCH_CACHE_DIR"
-RETRIES = 3  # after the first attempt; pooch waits 1 s, 2 s, 3 s between them
-HTTP_TIMEOUT_S = 60  # per connection attempt and per read, not for the whole file
-
-
-class DownloadError(UserError):
-    """A file could not be fetched or did not match its checksum."""
+MAX_PAUSE_S = 30.0  # the longest pause between two attempts
+DEFAULT_SETTINGS = DownloadSettings()
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,6 @@ def _is_url(location: str) -> bool:
     return location.startswith(("http://", "https://"))
 
 
-def _copy_local(source: str, output_file: str, _pooch: object) -> None:
-    # A local mirror goes through the same verify-then-rename path as a download.
-    shutil.copyfile(source, output_file)
-
-
 def fetch_dataset(
     dataset: str,
     out_dir: Path,
@@ -98,6 +103,8 @@ def fetch_dataset(
     mirror: str | None,
     overrides: dict[str, dict[str, str]],
     cache_dir: Path,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    disk_usage: DiskUsage = shutil.disk_usage,
 ) -> FetchedFiles:
     """Fetch every original file of `dataset` into `out_dir`, each verified against its md5.
 
@@ -116,39 +123,85 @@ def fetch_dataset(
         base_url=base if _is_url(base) else "",
         registry={name: f"md5:{digest}" for name, digest in md5.items()},
         urls={name: str(Path(base) / name) for name in md5} if not _is_url(base) else None,
-        retry_if_failed=RETRIES,
+        retry_if_failed=0,  # the retries are ours: only transient errors, within the deadline
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in md5:
-        url = cache.get_url(name)
-        downloader = (
-            pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=HTTP_TIMEOUT_S)
-            if _is_url(url)
-            else _copy_local
-        )
-        try:
-            cached = cache.fetch(name, downloader=downloader)
-        except FileNotFoundError:
-            raise DownloadError(f"{dataset}: {url} does not exist in the mirror") from None
-        except ValueError as error:
-            raise DownloadError(
-                f"{dataset}: {name} from {url} failed verification after {RETRIES + 1} attempts "
-                f"({error}). The file is corrupt or truncated and was not kept; check the mirror, "
-                f"or {CHECKSUMS_ENV} if you meant to use other data."
-            ) from None
-        except PermissionError as error:
-            raise DownloadError(
-                f"{dataset}: cannot write the download cache ({error}); make {CACHE_ENV} (default "
-                "~/.cache/bnbench) a folder you can write"
-            ) from None
-        except requests.RequestException as error:
-            raise DownloadError(
-                f"{dataset}: could not download {url} after {RETRIES + 1} attempts ({error}). "
-                f"Check the network, or set {MIRROR_ENV} to a mirror (http(s) URL or directory)."
-            ) from None
-        shutil.copyfile(cached, out_dir / name)
+    pooch.get_logger().setLevel("WARNING")  # its notices would go to stderr, which is for the one error line
+    deadline = time.monotonic() + settings.deadline_s
+    attempts = {name: Attempt(name, md5[name], settings, deadline, disk_usage) for name in md5}
+    try:
+        verified = [_fetch_verified(cache, attempts[name], settings, deadline) for name in md5]
+        _copy_out(verified, out_dir, disk_usage)  # only now: a failure above leaves the stage's folder untouched
+    except DownloadError as error:
+        raise DownloadError(f"{dataset}: {error}") from None
     published = md5 == DATASETS[dataset].md5
     return FetchedFiles(dataset=dataset, md5=md5, published=published)
+
+
+def _fetch_verified(cache: pooch.Pooch, attempt: Attempt, settings: DownloadSettings, deadline: float) -> Path:
+    """The cached, verified path of one file, downloaded if need be: a clear DownloadError otherwise."""
+    url = cache.get_url(attempt.name)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient),
+        stop=tenacity.stop_after_attempt(settings.attempts)
+        | tenacity.stop_before_delay(max(0.0, deadline - time.monotonic())),
+        wait=tenacity.wait_exponential(multiplier=settings.backoff_s, max=MAX_PAUSE_S),
+        before_sleep=lambda state: print(
+            f"fetch: {url}: {describe(state.outcome.exception(), settings)}; attempt "
+            f"{state.attempt_number + 1} of {settings.attempts} in {state.upcoming_sleep:.1f} s",
+            flush=True,
+        ),
+        reraise=True,
+    )
+    started = time.monotonic()
+    try:
+        return Path(retrying(cache.fetch, attempt.name, downloader=attempt))
+    except FileNotFoundError:
+        raise DownloadError(f"{url} does not exist in the mirror") from None
+    except PermissionError as error:
+        raise DownloadError(
+            f"cannot write the download cache ({error}); make {CACHE_ENV} (default "
+            "~/.cache/bnbench) a folder you can write"
+        ) from None
+    except Exception as error:
+        if is_transient(error):
+            raise DownloadError(_gave_up(url, error, retrying, settings, time.monotonic() - started)) from None
+        if isinstance(error, requests.HTTPError) and error.response is not None:
+            status, reason = error.response.status_code, error.response.reason
+            fix = (
+                f"the mirror has no such file: check {MIRROR_ENV} (it holds <dataset>/<original file name>)"
+                if status in (404, 410)
+                else "the server refuses it, and asking again would not help"
+            )
+            raise DownloadError(f"{url} answered HTTP {status} {reason}; {fix}") from None
+        if isinstance(error, requests.RequestException):
+            raise DownloadError(f"could not download {url} ({error})") from None
+        raise
+
+
+def _gave_up(
+    url: str, error: BaseException, retrying: tenacity.Retrying, settings: DownloadSettings, took_s: float
+) -> str:
+    tried = retrying.statistics["attempt_number"]
+    why = (
+        f"all {tried} attempts failed"
+        if tried >= settings.attempts
+        else f"{tried} attempt(s) failed and the deadline ({DEADLINE_ENV}={settings.deadline_s:g} s) would pass "
+        "before the next"
+    )
+    return (
+        f"could not download {url}: {describe(error, settings)}; {why}, in {took_s:.1f} s. "
+        f"Nothing was kept. Check the network or set {MIRROR_ENV} to a mirror; on a slow one, raise "
+        f"{TIMEOUT_ENV} or {DEADLINE_ENV}."
+    )
+
+
+def _copy_out(files: list[Path], out_dir: Path, disk_usage: DiskUsage) -> None:
+    """Copy verified files into the stage's folder: called once all of them are verified."""
+    size = sum(path.stat().st_size for path in files)
+    ensure_free_space(out_dir, size, disk_usage, f"{len(files)} verified file(s)", "free some space there")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copyfile(path, out_dir / path.name)
 
 
 def verify_files(raw_dir: Path) -> FetchedFiles:
