@@ -369,15 +369,16 @@ def apply_axes(train: TrainParams, axes: dict[str, object]) -> CellSettings:
 def _section_at(path: Sequence[str | int]) -> type[BaseModel] | None:
     """The schema's section (a model) at a key path of params.yaml, e.g. ("targets", "cifar10"); None: not one."""
     model: object = Params
-    for part in path:
+    parts = iter(path)
+    for part in parts:
         field = model.model_fields.get(part) if _is_model(model) else None
         if field is None:
             return None
         model = field.annotation
         if get_origin(model) is dict:  # targets: {dataset: its section}; the next part is the dataset
             model = get_args(model)[1]
-            if not _is_model(model):
-                return None
+            if next(parts, None) is None:
+                return None  # the mapping of datasets itself
         else:  # `sweep: null` is allowed: SweepParams | None is the section SweepParams
             model = next((arg for arg in get_args(model) if _is_model(arg)), model)
     return model if _is_model(model) else None
