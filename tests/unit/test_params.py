@@ -283,3 +283,14 @@ def test_article_003_validates_on_5000_of_60000():
 
     params = load_params(REPO / "params.yaml", REPO / "studies" / "article003" / "params.yaml")
     assert math.ceil(params.prepare.val_fraction * 60_000) == 5000  # sklearn rounds test_size up
+
+
+def test_every_rule_of_the_schema_is_known_to_the_fault_suite():
+    # tests/faults/test_params.py reads keys, types and bounds from the schema; a validator's own rule
+    # it cannot read: a new one must get its bad values there (params_schema.CHECKS, TIED) first.
+    from pipeline.params import Params
+    from tests.faults.params_schema import CHECKS, SETTINGS, TIED, model_validators
+
+    checks = {check for s in SETTINGS for check in (*s.checks, *(s.element.checks if s.element else ()))}
+    assert checks <= set(CHECKS), checks - set(CHECKS)
+    assert model_validators(Params) == set(TIED)
