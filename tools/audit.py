@@ -52,13 +52,16 @@ class Accepted(BaseModel):
 def load_exceptions(path: Path, today: datetime.date) -> list[Accepted]:
     """The file's exceptions; one UserError listing every entry that lacks a field or is past its date."""
     try:
-        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("exception", [])
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(
             f"{path}: not found; it lists the accepted vulnerabilities (none: a file of comments)"
         ) from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML: {error}") from None
+    entries = document.get("exception", [])
+    if set(document) - {"exception"} or not isinstance(entries, list):
+        raise UserError(f"{path}: holds [[exception]] entries only, got {', '.join(document)}")
     accepted, problems = [], []
     for number, entry in enumerate(entries, start=1):
         name = f"exception {number} ({entry.get('id', 'no id')})" if isinstance(entry, dict) else f"exception {number}"
@@ -172,7 +175,8 @@ def report(assessment: Assessment, allow_unreachable: bool) -> int:
         why = next(iter(assessment.skipped.values()), "pip-audit listed no package")
         print(not_run_warning(assessment, f"pip-audit: {why}"), file=sys.stderr)
         return _unaudited_exit(allow_unreachable)
-    print(table(assessment.findings))
+    if assessment.findings:
+        print(table(assessment.findings))
     checked = f"{len(assessment.audited)} of {len(assessment.audited) + len(assessment.skipped)} locked packages"
     excepted = len(assessment.findings) - len(assessment.failing)
     print(f"audit: {checked} checked; {len(assessment.findings)} finding(s), {excepted} excepted")

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from pipeline.params import Params, ParamsError, load_params, read_dotted
+from pipeline.params import Params, ParamsError, load_params, merge, read_dotted
 from tests.faults.params_schema import (
     ATTACKS,
     AXES,
@@ -49,15 +49,6 @@ def _read(path: Path) -> dict:
     return YAML_.load(path.read_text(encoding="utf-8"))
 
 
-def _merge(base: dict, overlay: dict) -> dict:
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = (
-            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
-
-
 ROOT_RAW = _read(ROOT)
 OVERLAYS = sorted(REPO.glob("studies/*/params.yaml"))
 STUDIES = [None, *OVERLAYS]  # None: the main study, params.yaml alone
@@ -70,7 +61,7 @@ class Study:
     def __init__(self, overlay: Path | None):
         self.overlay = overlay
         self.overlay_raw = _read(overlay) if overlay else {}
-        self.merged = _merge(ROOT_RAW, self.overlay_raw)
+        self.merged = merge(ROOT_RAW, self.overlay_raw)
         self.params: Params = load_params(ROOT, *([overlay] if overlay else []))
 
     def __repr__(self) -> str:
@@ -99,8 +90,8 @@ def put(tree: dict, parts: tuple[str, ...], value: object) -> None:
     _parent(tree, parts)[parts[-1]] = value
 
 
-def attempt(study: Study, change, *, in_overlay: bool) -> tuple[object, str, dict]:
-    """Write the study with `change` applied (to a tree) as YAML, load it as a stage does; (outcome, source, tree).
+def attempt(study: Study, change, *, in_overlay: bool) -> tuple[Params | ParamsError, str]:
+    """Write the study with `change` applied (to a tree) as YAML, load it as a stage does; (outcome, source).
 
     In an overlay: params.yaml as shipped, then a new overlay (the study's own, changed). Else one params.yaml.
     """
@@ -114,12 +105,12 @@ def attempt(study: Study, change, *, in_overlay: bool) -> tuple[object, str, dic
         files = [ROOT, written] if in_overlay else [written]
         source = " + ".join(str(f) for f in files)
         try:
-            return load_params(*files), source, tree
+            return load_params(*files), source
         except ParamsError as error:
-            return error, source, tree
+            return error, source
 
 
-def assert_refused(outcome: object, source: str, path: str, words: tuple[str, ...]) -> str:
+def assert_refused(outcome: object, source: str, path: str, words: tuple[str, ...]) -> None:
     """One ParamsError, one line, naming `path` as written and holding `words` (what is allowed)."""
     assert isinstance(outcome, ParamsError), f"{path}: accepted, the schema should refuse it"
     message = str(outcome)
@@ -128,10 +119,9 @@ def assert_refused(outcome: object, source: str, path: str, words: tuple[str, ..
     assert message.startswith(prefix) and message[len(prefix)] in ":.", f"the key {path} is not named: {message}"
     missing = [w for w in words if w not in message]
     assert not missing, f"{message}\n  does not say what is allowed: {missing}"
-    return message
 
 
-def _sweep_free(study: Study, tree: dict, axis: str) -> None:
+def _sweep_free(tree: dict, axis: str) -> None:
     """A learning-rate axis and a sweep are refused together: drop the sweep when the rate is the axis."""
     if axis == LR:
         tree["sweep"] = None
@@ -151,7 +141,7 @@ def _cases(attack: str) -> list:
 def _attack_one_setting(attack: str, path: str, study: Study, in_overlay: bool, data) -> None:
     setting = BY_PATH[path]
     value, words = data.draw(ATTACKS[attack](setting), label="bad value and the words of what is allowed")
-    outcome, source, _ = attempt(study, lambda tree: put(tree, setting.parts, value), in_overlay=in_overlay)
+    outcome, source = attempt(study, lambda tree: put(tree, setting.parts, value), in_overlay=in_overlay)
     assert_refused(outcome, source, path, words)
 
 
@@ -212,7 +202,7 @@ def test_a_duplicate_in_a_list_is_named(path, study, in_overlay, data):
 @given(study=studies)
 def test_a_missing_required_key_is_named(path, study):
     parts = tuple(path.split("."))
-    outcome, source, _ = attempt(study, lambda tree: _parent(tree, parts).pop(parts[-1], None), in_overlay=False)
+    outcome, source = attempt(study, lambda tree: _parent(tree, parts).pop(parts[-1], None), in_overlay=False)
     assert_refused(outcome, source, path, ("required key is missing",))
 
 
@@ -226,7 +216,7 @@ def test_an_unknown_key_is_named(section, study, in_overlay, key):
     path = f"{section}.{key}" if section else key
     words = tuple(repr(k) for k in allowed) if section == "targets" else allowed  # a dataset's name, as a choice
     value = {} if section == "targets" else 1  # a dataset's targets are a mapping: only the name is wrong
-    outcome, source, _ = attempt(study, lambda tree: put(tree, tuple(path.split(".")), value), in_overlay=in_overlay)
+    outcome, source = attempt(study, lambda tree: put(tree, tuple(path.split(".")), value), in_overlay=in_overlay)
     assert_refused(outcome, source, path, words)
 
 
@@ -240,7 +230,7 @@ def test_an_unknown_key_is_named(section, study, in_overlay, key):
 def test_a_section_that_is_no_mapping_is_named(section, study, in_overlay, value):
     words = ("valid dictionary",) if section == "targets" else SECTIONS[section]
     parts = tuple(section.split("."))
-    outcome, source, _ = attempt(study, lambda tree: put(tree, parts, value), in_overlay=in_overlay)
+    outcome, source = attempt(study, lambda tree: put(tree, parts, value), in_overlay=in_overlay)
     assert_refused(outcome, source, section, words)
 
 
@@ -267,7 +257,7 @@ bad_axis_keys = st.one_of(st.sampled_from(sorted(AXES)).flatmap(_mangled), st.sa
 )
 @given(study=studies, in_overlay=st.booleans(), key=bad_axis_keys)
 def test_a_bad_axis_key_is_named(study, in_overlay, key):
-    outcome, source, _ = attempt(study, lambda tree: put(tree, ("matrix", key), [1]), in_overlay=in_overlay)
+    outcome, source = attempt(study, lambda tree: put(tree, ("matrix", key), [1]), in_overlay=in_overlay)
     assert_refused(outcome, source, f"matrix.{key}", (*CELL_AXES, "leaf of train"))
 
 
@@ -291,9 +281,9 @@ def test_a_bad_axis_value_is_named(axis, study, in_overlay, data):
 
     def change(tree):
         put(tree, ("matrix", axis), values)
-        _sweep_free(study, tree, axis)
+        _sweep_free(tree, axis)
 
-    outcome, source, _ = attempt(study, change, in_overlay=in_overlay)
+    outcome, source = attempt(study, change, in_overlay=in_overlay)
     assert_refused(outcome, source, f"matrix.{axis}.{index}", words)
 
 
@@ -319,9 +309,9 @@ def test_an_axis_that_is_no_list_of_distinct_values_is_named(axis, study, in_ove
         put(tree, ("matrix", axis), new)
         if shape == "missing":
             tree["matrix"].pop(axis)
-        _sweep_free(study, tree, axis)
+        _sweep_free(tree, axis)
 
-    outcome, source, _ = attempt(study, change, in_overlay=in_overlay and shape != "missing")
+    outcome, source = attempt(study, change, in_overlay=in_overlay and shape != "missing")
     assert_refused(outcome, source, path, (words,))
 
 
@@ -385,7 +375,7 @@ def test_valid_settings_load_as_written(study, in_overlay, data):
         for parts, value in changes.items():
             put(tree, parts, value)
 
-    outcome, _, _ = attempt(study, change, in_overlay=in_overlay)
+    outcome, _ = attempt(study, change, in_overlay=in_overlay)
     assert isinstance(outcome, Params), f"refused valid settings {changes}: {outcome}"
     for parts, value in changes.items():
         read = outcome.matrix[parts[1]] if parts[0] == "matrix" else _loaded(outcome, parts)

@@ -155,6 +155,14 @@ def test_a_bad_or_expired_exception_is_refused(tmp_path, changes, words):
     assert words in str(error.value)
 
 
+@pytest.mark.parametrize("text", ["[[exceptions]]\nid = 'x'\n", "[exception]\nid = 'x'\n"])
+def test_entries_under_another_name_are_refused_not_ignored(tmp_path, text):
+    path = tmp_path / "audit-exceptions.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=r"holds \[\[exception\]\] entries only"):
+        main(["--report", str(REPORTS / "clean.json"), "--exceptions", str(path)], today=TODAY)
+
+
 def test_an_exception_holds_to_its_review_date_included(tmp_path, capsys):
     entries = (_entry(review_by="2026-11-20"), _entry(id="GHSA-dddd-eeee-ffff", package="pydantic"))
     code, _, _ = _audit(capsys, "finding", _exceptions(tmp_path, *entries))
