@@ -339,21 +339,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a dvc.yaml is out of date")
     args = parser.parse_args(argv)
     root = repo_root()
-    stale = []
+    stale, changes = [], {}  # dvc.yaml -> its new text, or None to remove it
     for study in study_dirs(root):
         path = study / "dvc.yaml"
         if not has_own_pipeline(root, study):  # its stages are in the root dvc.yaml: two copies would clash
             if path.is_file():
                 stale.append(path.relative_to(root).as_posix() + " (its stages belong in the root dvc.yaml)")
-                if not args.check:
-                    path.unlink()
+                changes[path] = None
             continue
         text = render(root, study)
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             continue
         stale.append(path.relative_to(root).as_posix())
-        if not args.check:
-            path.write_text(text, encoding="utf-8")
+        changes[path] = text
+    # Every study is rendered, and so validated, before any file changes: a bad one stops the run
+    # with every dvc.yaml as it was, not half of them rewritten.
+    if not args.check:
+        for path, text in changes.items():
+            if text is None:
+                path.unlink()
+            else:
+                path.write_text(text, encoding="utf-8")
     if args.check and stale:
         raise UserError(f"out of date: {', '.join(stale)}; run `{GENERATOR}`")
     print(f"dvcfile: {len(study_dirs(root))} studies, {'rewrote ' + ', '.join(stale) if stale else 'all current'}")

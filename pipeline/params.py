@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML, YAMLError
@@ -45,8 +45,9 @@ class ParamsError(UserError):
 
 
 class _Strict(BaseModel):
-    # Unknown keys are typos until proven otherwise: reject them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are typos until proven otherwise: reject them. Strict types: `true` is not the
+    # number 1, nor "yes" a boolean (YAML 1.2 reads it as a string); no NaN or infinity anywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def _unique(values: list) -> list:
@@ -186,7 +187,9 @@ class ReportParams(_Strict):
     confidence: float = Field(gt=0.5, lt=1)  # level of every confidence interval in the report
     # The questions the page answers, by key (pipeline/report/questions.py): a claim study names its
     # article's; null: the SPEC's four questions. Checked against the declarations when the pipeline is generated.
-    questions: list[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]] | None = Field(default=None, min_length=1)
+    questions: Annotated[list[Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]], AfterValidator(_unique)] | None = Field(
+        default=None, min_length=1
+    )
     loss_window: int = Field(default=20, ge=1)  # steps of the trailing mean that smooths the loss for loss targets
 
 
@@ -308,7 +311,7 @@ def _matrix_errors(params: Params) -> list[str]:
             except ValidationError as error:
                 # Only what is wrong with this value: another axis's bad first value is reported there.
                 errors += [
-                    f"  matrix.{key}.{index}: {item['msg']} (got {value!r})"
+                    f"  matrix.{key}.{index}: {_message(item)} (got {value!r})"
                     for item in error.errors()
                     if _concerns(item["loc"], key)
                 ]
@@ -340,7 +343,7 @@ def _combination_errors(params: Params, most: int = 5) -> list[str]:
             apply_axes(params.train, axes)
         except ValidationError as error:
             where = ", ".join(f"{k}={v!r}" for k, v in axes.items())
-            errors += [f"  matrix: the cell {where}: {item['msg']}" for item in error.errors()]
+            errors += [f"  matrix: the cell {where}: {_message(item)}" for item in error.errors()]
             if len(errors) >= most:
                 break
     return errors
@@ -363,16 +366,44 @@ def apply_axes(train: TrainParams, axes: dict[str, object]) -> CellSettings:
     return CellSettings.model_validate(raw)
 
 
-def _format_errors(source: str, error: ValidationError) -> list[str]:
+def _section_at(path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The schema's section (a model) at a key path of params.yaml, e.g. ("targets", "cifar10"); None: not one."""
+    model: object = Params
+    parts = iter(path)
+    for part in parts:
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return None
+        model = field.annotation
+        if get_origin(model) is dict:  # targets: {dataset: its section}; the next part is the dataset
+            model = get_args(model)[1]
+            if next(parts, None) is None:
+                return None  # the mapping of datasets itself
+        else:  # `sweep: null` is allowed: SweepParams | None is the section SweepParams
+            model = next((arg for arg in get_args(model) if _is_model(arg)), model)
+    return model if _is_model(model) else None
+
+
+def _message(item: dict) -> str:
+    return item["msg"].removeprefix("Value error, ")
+
+
+def _format_errors(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        loc = [part for part in item["loc"] if part != "[key]"]  # pydantic's marker for a bad mapping key
+        key = ".".join(str(part) for part in loc) or "(top level)"
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key (a typo? see the keys in the shipped params.yaml)")
+            allowed = _section_at(loc[:-1])
+            lines.append(f"  {key}: unknown key; {'.'.join(map(str, loc[:-1])) or 'the top level'} has "
+                         f"{', '.join(allowed.model_fields) if allowed else 'no such key'}")  # fmt: skip
         elif item["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif item["type"] in ("model_type", "model_attributes_type", "dict_type") and _section_at(loc):
+            keys = ", ".join(_section_at(loc).model_fields)
+            lines.append(f"  {key}: should be a mapping of its settings ({keys}) (got {item['input']!r})")
         else:
-            lines.append(f"  {key}: {item['msg']} (got {item['input']!r})")
+            lines.append(f"  {key}: {_message(item)} (got {item['input']!r})")
     return lines
 
 
@@ -380,11 +411,13 @@ def parse_params(raw: object, source: str | Path) -> Params:
     try:
         params = Params.model_validate(raw)
     except ValidationError as error:
-        lines = _format_errors(str(source), error)
+        lines = _format_errors(error)
     else:
         lines = (_matrix_errors(params) + _sweep_errors(params)) or _target_errors(params)
         if not lines:
             return params
+    if len(lines) == 1:  # one line, as a stage prints it: "bnbench: params.yaml: train.epochs: ..."
+        raise ParamsError(f"{source}: {lines[0].strip()}")
     raise ParamsError("\n".join([f"{source}: {len(lines)} invalid setting(s):", *lines]))
 
 

@@ -77,7 +77,8 @@ def check(mutant: Mutant, copy: Path) -> str:
     path = copy / mutant.file
     original = path.read_text(encoding="utf-8")
     mutated = mutant.plant(original)
-    compile(mutated, mutant.file, "exec")  # a fault must be valid code, or it proves nothing
+    if mutant.file.endswith(".py"):
+        compile(mutated, mutant.file, "exec")  # a fault must be valid code, or it proves nothing
     path.write_text(mutated, encoding="utf-8")
     try:
         if not run_tests(copy, mutant.tests):

@@ -10,13 +10,23 @@ start the table afresh).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.faults.table import FaultRow, update_tables
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Property-based cases (hypothesis): by default few examples, the same ones every run (derandomized:
+# no outcome depends on luck) and no example database; HYPOTHESIS_PROFILE=thorough searches widely.
+settings.register_profile(
+    "ci", max_examples=4, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 _outcomes: dict[str, FaultRow] = {}
 
 

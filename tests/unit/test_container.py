@@ -64,3 +64,27 @@ def test_compose_runs_both_services_from_the_one_image_and_mlflow_on_loopback_on
         ]
     assert services["pipeline-cpu"]["profiles"] == ["cpu"] and "deploy" not in services["pipeline-cpu"]
     assert services["pipeline"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+
+
+def _instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined, comments left out."""
+    instructions, pending = [], ""
+    for line in dockerfile.splitlines():
+        if line.lstrip().startswith("#") or not (pending or line.strip()):
+            continue
+        pending += " " + line.strip().removesuffix("\\")
+        if not line.rstrip().endswith("\\"):
+            keyword, _, arguments = pending.strip().partition(" ")
+            instructions.append((keyword.upper(), arguments.strip()))
+            pending = ""
+    return instructions
+
+
+def test_the_image_runs_as_a_user_that_is_not_root():
+    instructions = _instructions((REPO / "Dockerfile").read_text())
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    # Who runs the container: the last USER of the final stage (none: root, the base image's default).
+    users = [arguments for keyword, arguments in instructions[last_from:] if keyword == "USER"]
+    assert users, "the final stage sets no USER: the container would run as root"
+    user, _, group = users[-1].partition(":")
+    assert user not in ("root", "0") and group not in ("root", "0"), users[-1]

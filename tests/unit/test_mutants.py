@@ -20,5 +20,6 @@ def test_each_fault_applies_once_and_is_valid_code(mutant):
     source = (REPO / mutant.file).read_text(encoding="utf-8")
     mutated = mutant.plant(source)
     assert mutated != source
-    compile(mutated, mutant.file, "exec")
+    if mutant.file.endswith(".py"):  # a Dockerfile's faults are checked by their tests only
+        compile(mutated, mutant.file, "exec")
     assert all((REPO / test).exists() for test in mutant.tests), mutant.tests
