@@ -101,7 +101,8 @@ def start_group(command: list[str], cwd: Path, env: dict, log: Path) -> subproce
 
 def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     """Send `sig` to the process's whole group (the command and every process it started); its exit code."""
-    os.killpg(process.pid, sig)
+    with contextlib.suppress(ProcessLookupError):  # the group may have ended already
+        os.killpg(process.pid, sig)
     code = process.wait(timeout=60)
     if sig == signal.SIGKILL:  # nothing of the group may survive to write after the test looked
         with contextlib.suppress(ProcessLookupError):
