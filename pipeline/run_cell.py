@@ -1,7 +1,11 @@
 """Run one cell end to end: load its data, train it under MLflow, write its outputs.
 
 The one entry point for training a cell; the DVC `train` stage calls it, and so
-will a runner that trains many cells in one warm process.
+does the runner that trains many cells in warm processes.
+
+Interruptions: the cell checkpoints each epoch under .bnbench/checkpoints (pipeline/checkpoints.py)
+and a new start resumes from there; runs of the cell that a killed process left RUNNING in MLflow
+are marked KILLED first; a SIGTERM ends the cell's run as FAILED, as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from pathlib import Path
 
 from pipeline.cell_outputs import CellOutputs, write_cell_outputs
 from pipeline.cells import Cell, cell_settings
+from pipeline.checkpoints import cell_checkpoint
 from pipeline.convergence import target_metrics
 from pipeline.data.prepared import load_prepared
 from pipeline.device import check_device
 from pipeline.errors import UserError
+from pipeline.interrupts import sigterm_raises
 from pipeline.params import CellSettings, Params
 from pipeline.provenance import git_commit
 from pipeline.training import train_cell
@@ -46,8 +52,12 @@ def run_cell(
     settings = cell_settings(params, cell) if settings is None else settings
     device = check_device()
     data = load_prepared(data_dir)
-    with tracking.track_cell(params, cell, settings, data.meta, device, lr_policy) as run:
-        result = train_cell(settings, data, on_eval=run.log_eval)
+    root = tracking.repo_root()
+    checkpoint = cell_checkpoint(root, params.study.name, cell.name, settings, data.meta["data_digest"], lr_policy)
+    checkpoint.discard_others()  # of other settings or code: never resumed
+    tracking.mark_stale_runs_killed(params, cell, lr_policy)
+    with sigterm_raises(), tracking.track_cell(params, cell, settings, data.meta, device, lr_policy) as run:
+        result = train_cell(settings, data, on_eval=run.log_eval, checkpoints=checkpoint)
         summary = {
             "cell": cell.name,
             "axes": cell.as_dict(),
@@ -60,6 +70,7 @@ def run_cell(
             "git_commit": git_commit(),
         }
         paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history, result.steps))
+        checkpoint.clear()  # the outputs hold the result; a later run of the stage trains afresh
         run.log_steps(result.steps)
         # Times to the study's targets go to MLflow only: the report recomputes them, since
         # targets can change without retraining.

@@ -200,3 +200,25 @@ def track_cell(
             }
         )
         yield CellRun()
+
+
+def mark_stale_runs_killed(params: Params, cell: Cell, lr_policy: str = "fixed") -> list[str]:
+    """End as KILLED every run of this cell (same study key, cell and lr policy) still marked RUNNING; their ids.
+
+    A process killed with SIGKILL (or by the out-of-memory killer, or a lost machine) never ends its
+    run. Called as the cell starts again, when no other process can be training it: DVC locks a
+    stage while it runs, and the runner trains each cell once.
+    """
+    uri = tracking_uri()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(params.study.name)
+    if experiment is None:
+        return []
+    query = (
+        f"tags.`bnbench.study_key` = '{study_key(params)}' AND tags.`bnbench.cell` = '{cell.name}' "
+        f"AND tags.`bnbench.lr_policy` = '{lr_policy}' AND attributes.status = 'RUNNING'"
+    )
+    stale = [run.info.run_id for run in client.search_runs([experiment.experiment_id], query, max_results=1000)]
+    for run_id in stale:
+        client.set_terminated(run_id, "KILLED")
+    return stale

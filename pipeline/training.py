@@ -34,6 +34,14 @@ How a cell is measured
   segment, step 1 with the graph tracing and compilation, is `compile_seconds`;
   `train_seconds` and the history's `seconds` count the later segments only,
   evaluation excluded; throughput is their images over their time.
+- Resuming (`checkpoints`, optional): at the end of each epoch, after its evaluation,
+  the training state (`TrainingState`: every variable of the model and the optimizer,
+  the data-order generator, what was measured so far) goes to `checkpoints.save`; a
+  cell whose `checkpoints.load` returns a state goes on from it, replays its history
+  rows to `on_eval`, and ends with the same history, steps and summary as a run that
+  was never stopped (on CPU), but for the timing: its first segment after the resume
+  compiles again, uncounted as such, so `resumed_from_step` is set and
+  `timing_comparable` is false.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -68,6 +77,27 @@ class CellResult:
     steps: pd.DataFrame  # one row per optimizer step: step (1-based), train_loss of that step's mini-batch
     summary: dict[str, object]
     model: keras.Model
+
+
+@dataclass
+class TrainingState:
+    """A cell's training at the end of an epoch: everything it needs to go on as if it had never stopped."""
+
+    step: int  # optimizer steps done: a whole number of epochs
+    # model.variables in order: weights, BN moving statistics, the seed-generator states of the
+    # dropout and augmentation layers (their masks and draws go on where they stopped)
+    model_variables: list[np.ndarray]
+    optimizer_variables: list[np.ndarray]  # its step counter, learning rate and slots (RMSprop's velocities, ...)
+    data_order: dict  # the state of the numpy generator that draws each epoch's permutation
+    measured: dict  # Measurements.state(): history rows, per-step losses, step counters, time so far
+
+
+class Checkpoints(Protocol):
+    """Where a cell keeps its training state between epochs (pipeline/checkpoints.py keeps it in a file)."""
+
+    def load(self) -> TrainingState | None: ...
+
+    def save(self, state: TrainingState) -> None: ...
 
 
 class StepLosses(keras.metrics.Metric):
@@ -210,6 +240,27 @@ class Measurements:
         self.rows.append(row)
         self.on_eval(row)
 
+    def state(self) -> dict:
+        """What was measured so far, for a checkpoint: plain numbers and lists."""
+        return {
+            "rows": [dict(row) for row in self.rows],
+            "step_losses": list(self.step_losses),
+            "step": self.step,
+            "seconds": self.seconds,
+            "compile_seconds": self.compile_seconds,
+            "images_after_compile": self.images_after_compile,
+            "last_eval_step": self._last_eval_step,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.rows = [dict(row) for row in state["rows"]]
+        self.step_losses = [float(loss) for loss in state["step_losses"]]
+        self.step = int(state["step"])
+        self.seconds = float(state["seconds"])
+        self.compile_seconds = float(state["compile_seconds"])
+        self.images_after_compile = int(state["images_after_compile"])
+        self._last_eval_step = int(state["last_eval_step"])
+
     def mark_diverged(self) -> None:
         self.diverged_at = self.step
         self._record(None, {"val_loss": None, "val_accuracy": None})
@@ -255,17 +306,46 @@ def _probe_indices(seed: int, n: int, size: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, _PROBE_STREAM]).permutation(n)[:size])
 
 
+def capture_state(model: keras.Model, order: np.random.Generator, measured: Measurements) -> TrainingState:
+    return TrainingState(
+        step=measured.step,
+        model_variables=[keras.ops.convert_to_numpy(v) for v in model.variables],
+        optimizer_variables=[keras.ops.convert_to_numpy(v) for v in model.optimizer.variables],
+        data_order=order.bit_generator.state,
+        measured=measured.state(),
+    )
+
+
+def _assign(variables: list, values: list[np.ndarray], what: str) -> None:
+    shapes = [tuple(v.shape) for v in variables]
+    if shapes != [tuple(value.shape) for value in values]:
+        raise ValueError(f"the checkpoint's {what} variables do not fit this cell's model")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def restore_state(model: keras.Model, order: np.random.Generator, measured: Measurements, state: TrainingState) -> None:
+    """Put a compiled, freshly built model, the data order and the measurements back where `state` left them."""
+    model.optimizer.build(model.trainable_variables)  # its slots exist only after a first step otherwise
+    _assign(model.variables, state.model_variables, "model")
+    _assign(model.optimizer.variables, state.optimizer_variables, "optimizer")
+    order.bit_generator.state = state.data_order
+    measured.restore(state.measured)
+
+
 def train_cell(
     settings: CellSettings,
     data: PreparedData,
     on_eval: Callable[[dict], None] = lambda row: None,
     clock: Callable[[], float] = time.perf_counter,
+    checkpoints: Checkpoints | None = None,
 ) -> CellResult:
-    """Train one cell from scratch and measure it; touches no files.
+    """Train one cell and measure it, from scratch or from the state `checkpoints` holds; touches no files.
 
     The test set is used exactly once, after training, and not at all after a
     divergence, which ends training early with the outcome "diverged" instead of
-    an exception. `clock` times the training segments (seconds, monotonic).
+    an exception. `clock` times the training segments (seconds, monotonic). With
+    `checkpoints`, each epoch's end is saved there, and a saved state is resumed.
     """
     train = settings.train
     seed_everything(settings.seed)
@@ -287,9 +367,18 @@ def train_cell(
     measured = Measurements(model, data, steps_per_epoch, images[probe], labels[probe], images[bn_sample], on_eval)
     eval_steps = evaluation_steps(steps_per_epoch, train.evals_per_epoch, train.epochs, train.early_evals)
     order = np.random.default_rng(settings.seed)
-    sound = measured.validate(None)
+    saved = checkpoints.load() if checkpoints is not None else None
+    if saved is not None:
+        restore_state(model, order, measured, saved)
+        for row in measured.rows:  # the tracking hook gets the whole history, as in an uninterrupted run
+            on_eval(row)
+        sound = True  # a checkpoint is only taken of a sound model
+    else:
+        sound = measured.validate(None)
     permutation = None
     for first, last in _segments(eval_steps, steps_per_epoch) if sound else []:
+        if last <= measured.step:  # trained before the checkpoint this run resumed from
+            continue
         epoch, within = divmod(first - 1, steps_per_epoch)
         if within == 0:
             permutation = order.permutation(n)
@@ -304,6 +393,8 @@ def train_cell(
             break
         if last in eval_steps and not measured.validate(float(fitted.history["accuracy"][-1])):
             break
+        if checkpoints is not None and last % steps_per_epoch == 0:
+            checkpoints.save(capture_state(model, order, measured))
     test = None
     if measured.diverged_at is None:
         test = evaluate(model, data.test.images, data.test.labels)
@@ -331,5 +422,9 @@ def train_cell(
         "test_accuracy": test[1] if test else None,
         "test_loss": test[0] if test else None,
         "parameters": int(model.count_params()),
+        # A resumed cell's timing adds up two processes and counts its second compilation as training
+        # time: its seconds and throughput are not comparable with an uninterrupted cell's.
+        "resumed_from_step": saved.step if saved is not None else None,
+        "timing_comparable": saved is None,
     }
     return CellResult(history=history, steps=steps, summary=summary, model=model)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +63,48 @@ def shrink_quick_study(repo: Path) -> None:
     overlay["train"].update(epochs=1, evals_per_epoch=2)
     yaml.dump(overlay, path)
     regenerate_pipeline(repo)
+
+
+# -- stopping processes at a chosen point (tests/pause_hook/sitecustomize.py) ---------------------
+
+PAUSE_HOOK = REPO / "tests" / "pause_hook"
+
+
+def pause_env(base: dict, marker: Path, target: str, call: int = 1, when: str = "before", **only) -> dict:
+    """`base` for processes that pause at the `call`-th call of `target` ("module:attr.path") and write `marker`.
+
+    `only`: argv="..." (a part of the command line), env={"NAME": "its value"}.
+    """
+    config = {"target": target, "call": call, "when": when, "marker": str(marker), **only}
+    path = os.pathsep.join(p for p in (str(PAUSE_HOOK), base.get("PYTHONPATH", "")) if p)
+    return {**base, "PYTHONPATH": path, "BNBENCH_TEST_PAUSE": json.dumps(config)}
+
+
+def wait_for(check, what: str, process: subprocess.Popen | None = None, timeout_s: float = 300):
+    """Poll `check()` until it returns something truthy (returned); fail naming `what` if the process ends first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended (exit code {process.returncode}) before {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {timeout_s} s")
+
+
+def start_group(command: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Popen:
+    """Start `command` as the leader of a new process group, its output going to `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
+    """Send `sig` to the process's whole group (the command and every process it started); its exit code."""
+    with contextlib.suppress(ProcessLookupError):  # the group may have ended already
+        os.killpg(process.pid, sig)
+    code = process.wait(timeout=60)
+    if sig == signal.SIGKILL:  # nothing of the group may survive to write after the test looked
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return code

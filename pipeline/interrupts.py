@@ -1,0 +1,38 @@
+"""SIGTERM raised as an exception in the main thread, as Ctrl-C raises KeyboardInterrupt.
+
+Python's default SIGTERM ends the process at once: no `finally`, no `with` exit, so a cell's
+MLflow run would stay RUNNING. Raised as `Terminated` instead, the run's context ends it as
+FAILED (as for Ctrl-C), and the stage exits with 143 (128 + SIGTERM), its checkpoint kept.
+SIGKILL cannot be caught: the next start of the cell marks such a run KILLED
+(pipeline.tracking.mark_stale_runs_killed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+EXIT_CODE = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """The process received SIGTERM (a BaseException, so that `except Exception` does not swallow it)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"stopped by signal {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated in the main thread (elsewhere, nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
