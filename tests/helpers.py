@@ -107,4 +107,28 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     if sig == signal.SIGKILL:  # nothing of the group may survive to write after the test looked
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        _wait_until_group_gone(process.pid)
     return code
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so read after its closing parenthesis
+            if int(stat.read_text().rpartition(")")[2].split()[2]) == group:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_until_group_gone(group: int, timeout_s: float = 60) -> None:
+    """Until every process of the killed group is reaped, zombies included.
+
+    A killed child whose parent died with it is a zombie until init reaps it, and DVC takes a
+    zombie's PID for a live process that holds its lock: a run started before the reaping would
+    find the path busy. A machine's init reaps in moments; on a loaded one it can take a while.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (left := _group_members(group)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes {left} of a killed group were not reaped within {timeout_s:.0f} s"

@@ -412,8 +412,9 @@ def test_kill_during_download(scenario):
     killed, after = facts["download"], facts["prepare"]
     assert "fetch@fashion_mnist" not in killed["root_lock"]
     assert STALLED_FILE not in killed["cached"]  # only under a temporary name, never as the verified file
-    assert {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"} <= set(killed["raw"])  # a partial output
-    assert STALLED_FILE not in killed["raw"] and "files.json" not in killed["raw"]
+    # Files verified before the stall stay in the cache; the stage's folder gets none until all are.
+    assert {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"} <= set(killed["cached"])
+    assert not killed["raw"]
     # the next run: fetch again, the stalled file requested again, every file the published bytes
     assert "fetch@fashion_mnist" in after["root_lock"]
     assert after["requests"][STALLED_FILE] == 2
@@ -429,7 +430,7 @@ def test_kill_during_prepare(scenario):
     facts = scenario.reach("before-checkpoint")
     killed, after = facts["prepare"], facts["before-checkpoint"]
     assert killed["prepared"] == ["train_images.npy", "train_labels.npy"]  # partial: no meta.json
-    assert "fetch@fashion_mnist" in killed["root_lock"] and not killed["study_lock"]
+    assert "fetch@fashion_mnist" in killed["root_lock"] and "prepare@fashion_mnist" not in killed["study_lock"]
     assert f"{QUICK_STUDY}/dvc.yaml:prepare@fashion_mnist" in scenario.ran("prepare")
     assert "fetch@fashion_mnist" not in scenario.ran("prepare")
     assert after["prepared_meta"] and after["prepared_examples"] == 360
