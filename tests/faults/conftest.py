@@ -24,7 +24,9 @@ def _row(item: pytest.Item, outcome: str) -> FaultRow | None:
     marker = item.get_closest_marker("fault")
     if marker is None:
         return None
-    return FaultRow(area=marker.kwargs["area"], case=marker.kwargs["case"], holds=marker.kwargs["holds"], outcome=outcome)
+    return FaultRow(
+        area=marker.kwargs["area"], case=marker.kwargs["case"], holds=marker.kwargs["holds"], outcome=outcome
+    )
 
 
 def pytest_collection_modifyitems(session, config, items):
