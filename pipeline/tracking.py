@@ -181,17 +181,17 @@ class CellRun:
         self.spool = spool
         self.run_id = spool.run_id
         self.undelivered: Exception | None = None  # the last delivery's failure, None once all went
-        self._retry_at = 0.0
+        self.retry_pause_s = RETRY_INTERVAL_S
+        self._failed_at: float | None = None
 
     def _deliver(self, final: bool = False) -> None:
-        if not final and time.monotonic() < self._retry_at:
+        if not final and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_pause_s:
             return
         try:
             self.spool.deliver(self.client)
-            self.undelivered = None
+            self.undelivered, self._failed_at = None, None
         except Exception as error:  # whatever the store raised (HTTP, SQL, file): the journal keeps the entry
-            self.undelivered = error
-            self._retry_at = time.monotonic() + RETRY_INTERVAL_S
+            self.undelivered, self._failed_at = error, time.monotonic()
 
     def log_params(self, params: dict) -> None:
         self.spool.add_params({name: str(value) for name, value in params.items()})

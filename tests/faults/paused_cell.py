@@ -6,6 +6,9 @@
   then waits for <control>/resume-training.
 - When training is over, before the summary and the output files are logged: writes
   <control>/trained, then waits for <control>/resume-finish (create it first to pass straight on).
+  From there on the cell retries a failed delivery at its next log call, as it does once its
+  pause after a failure (30 s) is over.
+- Before the run is ended: writes <control>/logged, then waits for <control>/resume-end.
 
 So a test can kill the tracking server once the run exists and bring it back (or not) before the
 cell ends, by construction rather than by timing. Its exit status and output are the stage's.
@@ -32,7 +35,7 @@ def wait_for(path: Path) -> None:
 
 
 def hold(control: Path) -> None:
-    log_eval, finish = tracking.CellRun.log_eval, tracking.CellRun.finish
+    log_eval, finish, end = tracking.CellRun.log_eval, tracking.CellRun.finish, tracking.CellRun.end
 
     def held_log_eval(self, row):
         if not (control / "started").exists():
@@ -43,9 +46,15 @@ def hold(control: Path) -> None:
     def held_finish(self, summary, target_metrics, artifacts):
         (control / "trained").write_text(self.run_id)
         wait_for(control / "resume-finish")
+        self.retry_pause_s = 0
         finish(self, summary, target_metrics, artifacts)
 
-    tracking.CellRun.log_eval, tracking.CellRun.finish = held_log_eval, held_finish
+    def held_end(self, status):
+        (control / "logged").write_text(self.run_id)
+        wait_for(control / "resume-end")
+        end(self, status)
+
+    tracking.CellRun.log_eval, tracking.CellRun.finish, tracking.CellRun.end = held_log_eval, held_finish, held_end
 
 
 if __name__ == "__main__":
