@@ -112,7 +112,10 @@ def _refusal(uri: str, error: MlflowException) -> str:
     if status == 401:
         return f"the MLflow tracking server at {uri} asks for a login (401): {login}"
     if status == 403:
-        return f"the MLflow tracking server at {uri} denies user {user!r} access (403): ask its admin for permission"
+        return (
+            f"the MLflow tracking server at {uri} does not let user {user!r} do this (403: {_one_line(error)}): "
+            "ask its admin for EDIT permission on the study's experiment"
+        )
     return f"the MLflow tracking server at {uri} answered, but not as an MLflow server does ({error}); check {URI_ENV}"
 
 
@@ -294,6 +297,8 @@ def track_cell(
             parent = study_run_id(client, experiment_id, params)
             run_id = _start_run(client, experiment_id, run_name, {tracking_parent.PARENT_TAG: parent, **tags})
         except MlflowException as error:
+            if error.get_http_status_code() in (401, 403):
+                raise UserError(_refusal(uri, error)) from None
             raise UserError(
                 f"the MLflow tracking server at {uri} failed while the cell's run was created, before any training "
                 f"({_one_line(error)}); run the stage again once it answers"

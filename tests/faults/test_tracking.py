@@ -28,7 +28,7 @@ from pipeline.cells import cell_settings, expand_matrix
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
-from pipeline.errors import run_cli
+from pipeline.errors import UserError, run_cli
 from pipeline.params import load_params
 from tests.faults import tracking_writer
 from tests.helpers import REPO, MlflowServer, free_port
@@ -57,6 +57,22 @@ def servers(tmp_path):
     yield start
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def processes():
+    """Popen(...) for a test's own subprocesses; any still running at teardown (a failed test) are killed."""
+    started = []
+
+    def popen(*args, **kwargs) -> subprocess.Popen:
+        started.append(subprocess.Popen(*args, **kwargs))
+        return started[-1]
+
+    yield popen
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
 
 
 # --- the parent run's race, decided the same way by every creator ------------------------------
@@ -159,9 +175,9 @@ def _request(url: str, user: str | None = None, password: str | None = None, bod
 
 
 @fault(
-    case="a shared server with MLflow's basic-auth app: no login, a right one, a wrong one",
-    holds="no login is refused (401); a user's login from the environment logs a cell; "
-    "a wrong one stops the stage with one message, no traceback",
+    case="a shared server with MLflow's basic-auth app: no login, a user's, a wrong one, one who may only read",
+    holds="no login is refused (401); a user's login from the environment logs a cell; a wrong login or a "
+    "read-only user stops the stage with one message, no traceback",
 )
 def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     admin_password = "not-the-default-" + os.urandom(6).hex()
@@ -176,10 +192,11 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     api = f"{server.uri}/api/2.0/mlflow"
     assert _request(f"{api}/experiments/search?max_results=1") == 401
     assert _request(f"{api}/experiments/search?max_results=1", "admin", "password") == 401  # MLflow's old default
-    created = _request(
-        f"{api}/users/create", "admin", admin_password, {"username": "alice", "password": "a-l0ng-secret"}
-    )
-    assert created == 200
+    for user in ("alice", "bob"):
+        created = _request(
+            f"{api}/users/create", "admin", admin_password, {"username": user, "password": "a-l0ng-secret"}
+        )
+        assert created == 200
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
@@ -198,6 +215,13 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
         logged = MlflowClient(server.uri).get_run(run.run_id)
     assert logged.info.status == "FINISHED" and logged.data.metrics["val_accuracy"] == 0.25
     assert logged.info.user_id == "alice"
+    # with default_permission READ, only alice (her cell created the study's experiment) may log into it:
+    # bob's cell stops before training
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    with pytest.raises(UserError, match=r"does not let user 'bob' do this \(403.*EDIT permission"):
+        with tracking.track_cell(params, cell, cell_settings(params, cell), tracking_writer.META, "cpu"):
+            raise AssertionError("a cell without permission to log must not train")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
 
     prepared = tmp_path / "prepared"
     prepared.mkdir()
@@ -237,7 +261,7 @@ def stage_inputs(tmp_path_factory):
     return root / "prepared", [*QUICK, overlay]
 
 
-def _stage(tmp_path: Path, stage_inputs, uri: str) -> tuple[subprocess.Popen, Path, Path, Path]:
+def _stage(tmp_path: Path, stage_inputs, uri: str, popen) -> tuple[subprocess.Popen, Path, Path, Path]:
     """The train stage of CELL, held by tests.faults.paused_cell, in a repository folder of its own."""
     prepared, params = stage_inputs
     repo, control, out = tmp_path / "repo", tmp_path / "control", tmp_path / "repo" / "results" / CELL
@@ -245,7 +269,7 @@ def _stage(tmp_path: Path, stage_inputs, uri: str) -> tuple[subprocess.Popen, Pa
     control.mkdir()
     argv = [a for f in params for a in ("--params", str(f))] + ["--cell", CELL, "--data", str(prepared), "--out", str(out)]  # fmt: skip
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo), "DVC_STAGE": f"train@{CELL}"}
-    process = subprocess.Popen(
+    process = popen(
         [sys.executable, "-m", "tests.faults.paused_cell", str(control), *argv],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -305,9 +329,9 @@ def _assert_everything_once(client: MlflowClient, run_id: str, out: Path, status
     holds="the cell trains on; what the server missed arrives at the cell's next log call, each metric at its "
     "step, once; the run is FINISHED",
 )
-def test_server_back_before_the_cell_ends(tmp_path, stage_inputs, servers):
+def test_server_back_before_the_cell_ends(tmp_path, stage_inputs, servers, processes):
     server = servers()
-    process, repo, control, out = _stage(tmp_path, stage_inputs, server.uri)
+    process, repo, control, out = _stage(tmp_path, stage_inputs, server.uri, processes)
     run_id = _kill_once_the_run_exists(server, process, control)
     _wait_for(control / "trained", process)  # every evaluation and step loss was logged to a dead server
     server.start()
@@ -336,9 +360,9 @@ def _sync(repo: Path) -> subprocess.CompletedProcess:
     holds="the stage exits 0 with its outputs and one warning naming the sync command; the sync delivers it all, "
     "and delivering it twice adds nothing",
 )
-def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers):
+def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, processes):
     server = servers()
-    process, repo, control, out = _stage(tmp_path, stage_inputs, server.uri)
+    process, repo, control, out = _stage(tmp_path, stage_inputs, server.uri, processes)
     for hold in ("resume-finish", "resume-end"):  # no hold at the end: the cell ends with the server gone
         (control / hold).write_text("")
     run_id = _kill_once_the_run_exists(server, process, control)
@@ -425,14 +449,14 @@ WRITERS = 4
         )),
     ],
 )  # fmt: skip
-def test_concurrent_writers_lose_nothing_and_share_one_parent(backend, tmp_path, servers, request):
+def test_concurrent_writers_lose_nothing_and_share_one_parent(backend, tmp_path, servers, processes, request):
     backend_uri = request.getfixturevalue("postgres") if backend == "postgresql" else None
     server = servers(backend_uri)
     control = tmp_path / "control"
     control.mkdir()
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.uri, "DVC_ROOT": str(tmp_path)}
     writers = [
-        subprocess.Popen(
+        processes(
             [sys.executable, "-m", "tests.faults.tracking_writer", str(control), str(i), *map(str, QUICK)],
             cwd=REPO,
             env=env,
