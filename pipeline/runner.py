@@ -258,6 +258,20 @@ def prepare_tracking(tasks: Iterable[Task]) -> None:
         prepare_study(load_params(*files))
 
 
+def warn_if_spooled(root: Path) -> None:
+    """The cells' own warning (their tracking server did not take everything) is in their logs: say it here too."""
+    from pipeline.tracking import SYNC_COMMAND
+    from pipeline.tracking_spool import SPOOL_DIR, spooled_runs
+
+    spooled = sum(1 for _ in spooled_runs(root / SPOOL_DIR))
+    if spooled:
+        print(
+            f"runner: warning: {spooled} MLflow run(s) are not all on their tracking server yet (kept in "
+            f"{root / SPOOL_DIR}); deliver them with `{SYNC_COMMAND}` once it answers",
+            file=sys.stderr,
+        )
+
+
 def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -> Outcome:
     """Train `tasks` in `slots` warm workers; commit each finished one to DVC; never stops at a failure."""
     import multiprocessing
@@ -394,6 +408,7 @@ def run(root: Path, dvcfiles: list[str] | None, slots: int, config: SlotConfig) 
     summary["failed"] = failed
     (root / LOG_DIR).mkdir(parents=True, exist_ok=True)
     (root / LOG_DIR.parent / "runner-summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    warn_if_spooled(root)
     if failed:
         print(f"runner: {len(failed)} cell(s) failed; the others are recorded in DVC. Logs:", file=sys.stderr)
         for name in failed:

@@ -4,7 +4,11 @@ The tracking URI is MLFLOW_TRACKING_URI when set, else `sqlite:///<repo>/mlflow.
 (with artifacts in `<repo>/mlruns`), where <repo> is DVC's root while a stage runs.
 Children point at their parent with the `mlflow.parentRunId` tag, which works
 across processes; the parent is found again by its study key, a digest of the
-settings every cell of the study shares.
+settings every cell of the study shares (pipeline/tracking_parent.py).
+
+A server that stops answering while a cell trains does not stop the cell: what the run logs goes
+through a journal on disk first (pipeline/tracking_spool.py) and reaches the server when it is
+back, at the cell's end at the latest, or with `python -m pipeline.sync_tracking`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,18 +25,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import mlflow
-from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
+from pipeline import tracking_parent
 from pipeline.cells import Cell
 from pipeline.errors import UserError
 from pipeline.params import CellSettings, Params, flatten, format_value
 from pipeline.provenance import git_commit, library_versions
+from pipeline.tracking_spool import SPOOL_DIR, RunSpool, now_ms
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 HEALTH_TIMEOUT_S = 5
 SYSTEM_METRICS_INTERVAL_S = 5
+SYNC_COMMAND = "uv run python -m pipeline.sync_tracking"
+# MLflow's HTTP client retries a failed request for minutes by default (7 retries, backoff factor 2,
+# 120 s timeout). While a cell runs, a failed request costs at most a few seconds (the server
+# refuses: about 2 s; it hangs: 3 x 15 s), since what it carried waits in the spool anyway.
+# Values the user set win.
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+# After a failed delivery, log calls leave the server alone this long (the cell's end tries anyway).
+RETRY_INTERVAL_S = 30
 
 
 def repo_root() -> Path:
@@ -46,8 +67,24 @@ def tracking_uri() -> str:
     return os.environ.get(URI_ENV) or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
+def spool_dir() -> Path:
+    return repo_root() / SPOOL_DIR
+
+
+@contextmanager
+def bounded_http_retries() -> Iterator[None]:
+    """MLflow's HTTP retries bounded (HTTP_BOUNDS) while the block runs, then as they were."""
+    added = {name: value for name, value in HTTP_BOUNDS.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def check_reachable(uri: str) -> None:
-    """Fail in seconds, before any training, when a tracking server does not answer."""
+    """Fail in seconds, before any training, when a tracking server does not answer or refuses the login."""
     if not uri.startswith(("http://", "https://")):
         return
     try:
@@ -58,6 +95,28 @@ def check_reachable(uri: str) -> None:
             f"the MLflow tracking server at {uri} is unreachable ({error}). Start it "
             f"(`docker compose up -d mlflow`, or `mlflow server`), or unset {URI_ENV} to log to the local mlflow.db."
         ) from None
+    # /health answers anyone; a request of the API shows whether the server takes this login.
+    try:
+        with bounded_http_retries():
+            MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as error:
+        raise UserError(_refusal(uri, error)) from None
+
+
+def _refusal(uri: str, error: MlflowException) -> str:
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    login = "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of that server and its password"
+    status = error.get_http_status_code()
+    if status == 401 and user:
+        return f"the MLflow tracking server at {uri} refused the login of user {user!r} (401): {login}"
+    if status == 401:
+        return f"the MLflow tracking server at {uri} asks for a login (401): {login}"
+    if status == 403:
+        return (
+            f"the MLflow tracking server at {uri} does not let user {user!r} do this (403: {_one_line(error)}): "
+            "ask its admin for EDIT permission on the study's experiment"
+        )
+    return f"the MLflow tracking server at {uri} answered, but not as an MLflow server does ({error}); check {URI_ENV}"
 
 
 def study_key(params: Params) -> str:
@@ -75,35 +134,26 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     location = (repo_root() / "mlruns").as_uri() if uri.startswith("sqlite:") else None
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":  # another cell created it since we looked
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> str:
     """The parent run of this study, created on first use."""
     key = study_key(params)
-    query = f"tags.`bnbench.role` = 'study' AND tags.`bnbench.study_key` = '{key}'"
-
-    def find() -> list:
-        return client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"])
-
-    existing = find()
-    if existing:
-        return existing[0].info.run_id
-    run = client.create_run(
+    shared = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
+    return tracking_parent.find_or_create(
+        client,
         experiment_id,
+        key,
         run_name=f"{params.study.name}-{key}",
-        tags={"bnbench.role": "study", "bnbench.study_key": key, "git_commit": git_commit()},
+        params=flatten("", shared),
+        tags={"git_commit": git_commit()},
     )
-    for name, value in flatten(
-        "", {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
-    ).items():
-        client.log_param(run.info.run_id, name, value)
-    client.set_terminated(run.info.run_id)
-    # Two cells starting at once may both create one: keep the oldest, drop ours.
-    oldest = find()[0].info.run_id
-    if oldest != run.info.run_id:
-        client.delete_run(run.info.run_id)
-    return oldest
 
 
 def prepare_study(params: Params) -> str:
@@ -114,34 +164,60 @@ def prepare_study(params: Params) -> str:
     """
     uri = tracking_uri()
     check_reachable(uri)
-    client = MlflowClient(uri)
-    return study_run_id(client, _experiment_id(client, params.study.name, uri), params)
+    with bounded_http_retries():
+        client = MlflowClient(uri)
+        return study_run_id(client, _experiment_id(client, params.study.name, uri), params)
 
 
 STEP_LOSS_METRIC = "train_loss_step"  # the per-step training loss, one value per optimizer step
-LOG_BATCH_SIZE = 1000  # MLflow's limit on metrics per log_batch call
 
 
 class CellRun:
-    """What a training cell logs to MLflow while it runs, and when it ends."""
+    """What a training cell logs to MLflow while it runs, and when it ends.
+
+    Each call journals its data (the run's spool) and then delivers what is pending; a delivery
+    that fails leaves it there for later, and never raises into training.
+    """
+
+    def __init__(self, client: MlflowClient, spool: RunSpool):
+        self.client = client
+        self.spool = spool
+        self.run_id = spool.run_id
+        self.undelivered: Exception | None = None  # the last delivery's failure, None once all went
+        self.retry_pause_s = RETRY_INTERVAL_S
+        self._failed_at: float | None = None
+
+    def _deliver(self, final: bool = False) -> None:
+        if not final and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_pause_s:
+            return
+        try:
+            self.spool.deliver(self.client)
+            self.undelivered, self._failed_at = None, None
+        except Exception as error:  # whatever the store raised (HTTP, SQL, file): the journal keeps the entry
+            self.undelivered, self._failed_at = error, time.monotonic()
+
+    def log_params(self, params: dict) -> None:
+        self.spool.add_params({name: str(value) for name, value in params.items()})
+        self._deliver()
 
     def log_steps(self, steps) -> None:
         """Each step's training loss as `train_loss_step` at its step, in batches (not one call per step)."""
-        run_id = mlflow.active_run().info.run_id
-        client = MlflowClient(mlflow.get_tracking_uri())
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(STEP_LOSS_METRIC, float(loss), now, int(step))
-            for step, loss in zip(steps["step"], steps["train_loss"], strict=True)
-            if math.isfinite(loss)
-        ]
-        for start in range(0, len(metrics), LOG_BATCH_SIZE):
-            client.log_batch(run_id, metrics=metrics[start : start + LOG_BATCH_SIZE])
+        now = now_ms()
+        self.spool.add_metrics(
+            [
+                (STEP_LOSS_METRIC, float(loss), now, int(step))
+                for step, loss in zip(steps["step"], steps["train_loss"], strict=True)
+                if math.isfinite(loss)
+            ]
+        )
+        self._deliver()
 
     def log_eval(self, row: dict) -> None:
         metrics = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None and math.isfinite(v)}
         metrics["epoch"] = row["epoch"]
-        mlflow.log_metrics(metrics, step=int(row["step"]))
+        now, step = now_ms(), int(row["step"])
+        self.spool.add_metrics([(key, float(value), now, step) for key, value in metrics.items()])
+        self._deliver()
 
     def finish(self, summary: dict, target_metrics: dict, artifacts: list[Path]) -> None:
         """Logs the cell's summary and times to target as measured elsewhere, and its output files."""
@@ -150,10 +226,36 @@ class CellRun:
             for k, v in {**summary, **target_metrics}.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         }
-        mlflow.log_metrics(numbers, step=int(summary["steps_trained"]))
-        mlflow.set_tag("bnbench.outcome", summary["outcome"])
+        now, step = now_ms(), int(summary["steps_trained"])
+        self.spool.add_metrics([(key, value, now, step) for key, value in numbers.items()])
+        self.spool.add_tags({"bnbench.outcome": summary["outcome"]})
         for path in artifacts:
-            mlflow.log_artifact(str(path))
+            self.spool.add_artifact(path)
+        self._deliver()
+
+    def end(self, status: str) -> None:
+        """The run's final status, a last delivery, and one warning line if the server did not take it all."""
+        self.spool.add_end(status, now_ms())
+        self._deliver(final=True)
+        self.spool.unlock()
+        if self.undelivered is not None:
+            print(
+                f"bnbench: warning: the MLflow tracking server at {self.spool.tracking_uri} did not take all of run "
+                f"{self.run_id} ({self.spool.label}): {_one_line(self.undelivered)}. The rest is kept in "
+                f"{self.spool.folder}; deliver it with `{SYNC_COMMAND}` once the server answers.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: dict) -> str:
+    # The tags MLflow's own start_run adds (user, source), then ours.
+    return client.create_run(experiment_id, run_name=run_name, tags=resolve_tags(tags)).info.run_id
 
 
 @contextmanager
@@ -167,14 +269,13 @@ def track_cell(
     so that the UI can filter and group by them, and the provenance. Sweep and tuned runs
     (params `sweep:`) are tracked the same way, with the role "sweep" or "tuned" instead of
     "cell" and the tag `bnbench.lr_policy` (fixed, sweep or tuned) on every run.
+
+    The run is created on the server before training (a server that fails then stops the cell with
+    one message); after that, nothing the server does stops it (see CellRun).
     """
     uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    experiment_id = _experiment_id(client, params.study.name, uri)
-    parent = study_run_id(client, experiment_id, params)
     tags = {
-        "mlflow.parentRunId": parent,
         "bnbench.role": "cell" if lr_policy == "fixed" else lr_policy,
         "bnbench.lr_policy": lr_policy,
         "bnbench.cell": cell.name,
@@ -189,17 +290,37 @@ def track_cell(
         **{f"version.{name}": version for name, version in library_versions().items()},
         **{key: format_value(value) for key, value in cell.axes},
     }
-    mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
     run_name = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=True):
-        mlflow.log_params(
-            {
-                **flatten("", settings.model_dump()),
-                **flatten("prepare", params.prepare.model_dump()),
-                "data_digest": data_meta["data_digest"],
-            }
-        )
-        yield CellRun()
+    with bounded_http_retries():
+        try:
+            experiment_id = _experiment_id(client, params.study.name, uri)
+            parent = study_run_id(client, experiment_id, params)
+            run_id = _start_run(client, experiment_id, run_name, {tracking_parent.PARENT_TAG: parent, **tags})
+        except MlflowException as error:
+            if error.get_http_status_code() in (401, 403):
+                raise UserError(_refusal(uri, error)) from None
+            raise UserError(
+                f"the MLflow tracking server at {uri} failed while the cell's run was created, before any training "
+                f"({_one_line(error)}); run the stage again once it answers"
+            ) from None
+        spool = RunSpool.create(spool_dir(), run_id, uri, run_name, experiment_id, tags["bnbench.study_key"])
+        run = CellRun(client, spool)
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
+        monitor.start()
+        status = "FAILED"
+        try:
+            run.log_params(
+                {
+                    **flatten("", settings.model_dump()),
+                    **flatten("prepare", params.prepare.model_dump()),
+                    "data_digest": data_meta["data_digest"],
+                }
+            )
+            yield run
+            status = "FINISHED"
+        finally:
+            monitor.finish()
+            run.end(status)
 
 
 def mark_stale_runs_killed(params: Params, cell: Cell, lr_policy: str = "fixed") -> list[str]:

@@ -8,11 +8,13 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -132,3 +134,60 @@ def _wait_until_group_gone(group: int, timeout_s: float = 60) -> None:
     while (left := _group_members(group)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"processes {left} of a killed group were not reaped within {timeout_s:.0f} s"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 as a user starts it; a test can kill it and start it again on the same port.
+
+    Its store (`backend_uri`) and artifacts (`folder`/artifacts) outlive each process; its output is
+    in `folder`/server.log.
+    """
+
+    def __init__(self, backend_uri: str, folder: Path, args: Sequence[str] = (), env: dict | None = None):
+        self.backend_uri, self.folder, self.args = backend_uri, folder, tuple(args)
+        self.env = {k: v for k, v in (env or os.environ).items() if not k.startswith("MLFLOW_TRACKING_")}
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout_s: float = 300) -> MlflowServer:
+        command = [
+            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", self.backend_uri, "--artifacts-destination", str(self.folder / "artifacts"),
+            "--workers", "2", *self.args,
+        ]  # fmt: skip
+        with (self.folder / "server.log").open("a") as log:
+            # its own process group: `mlflow server` runs uvicorn in a child, and both must go
+            self.process = subprocess.Popen(
+                command, cwd=self.folder, env=self.env, stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"mlflow server exited {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{self.uri}/health", timeout=2).read()
+                return self
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"mlflow server did not answer in {timeout_s} s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return (self.folder / "server.log").read_text(errors="replace")
+
+    def kill(self) -> None:
+        """The server vanishes (or a test is done with it): SIGKILL to it and its workers, nothing flushed or closed."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # the group: uvicorn's workers too, even if the parent is gone
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self.process = None  # its process group is gone: never signal that id again

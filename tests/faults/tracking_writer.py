@@ -1,0 +1,56 @@
+"""One of k processes that log a cell of the same study at once, through the cell's own tracking calls.
+
+    python -m tests.faults.tracking_writer <control folder> <index> <params files...>
+
+Loads the study, takes the study's cell number <index>, writes <control>/ready-<index>, waits for
+<control>/go (so that all k start together), then runs the cell's tracking as a training cell
+does: track_cell, EVALS evaluations, the per-step losses of STEPS steps, finish with one artifact.
+Every value is a function of (index, step): `expected_evals` and `expected_steps` give them to the test.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import tracking
+from pipeline.cells import cell_settings, expand_matrix
+from pipeline.params import load_params
+
+EVALS = 40
+STEPS = 1500  # two log_batch calls' worth of per-step losses
+META = {"data_digest": "digest", "published_data": False}
+
+
+def expected_evals(index: int) -> list[dict]:
+    return [
+        {"step": 10 * k, "epoch": k / 4, "val_accuracy": (1000 * index + k) / 1e5, "val_loss": 2.0 + index + k / 100}
+        for k in range(EVALS)
+    ]
+
+
+def expected_steps(index: int) -> pd.DataFrame:
+    return pd.DataFrame({"step": range(1, STEPS + 1), "train_loss": [index + s / 1e4 for s in range(STEPS)]})
+
+
+def main(control: Path, index: int, files: list[Path]) -> None:
+    params = load_params(*files)
+    cell = expand_matrix(params)[index]
+    (control / f"ready-{index}").write_text("")
+    while not (control / "go").exists():
+        time.sleep(0.02)
+    artifact = control / f"artifact-{index}.txt"
+    artifact.write_text(f"cell {index}\n")
+    with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
+        for row in expected_evals(index):
+            run.log_eval(row)
+        run.log_steps(expected_steps(index))
+        summary = {"outcome": "completed", "steps_trained": STEPS, "test_accuracy": index / 10}
+        run.finish(summary, {}, [artifact])
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]), [Path(f) for f in sys.argv[3:]])
