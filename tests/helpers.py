@@ -50,13 +50,16 @@ def regenerate_pipeline(repo: Path) -> None:
     subprocess.run([sys.executable, "-m", "pipeline.dvcfile"], cwd=repo, env=env, check=True, capture_output=True)
 
 
-def shrink_quick_study(repo: Path) -> None:
-    """The quick study made smaller still (8 cells of one short epoch), by editing its overlay as a user would."""
+def shrink_quick_study(repo: Path, **matrix: list) -> None:
+    """The quick study made smaller still (8 cells of one short epoch), by editing its overlay as a user would.
+
+    `matrix` overrides axes further, e.g. dataset=["fashion_mnist"], seed=[0] for 2 cells.
+    """
     path = repo / QUICK_STUDY / "params.yaml"
     yaml = YAML(typ="rt")
     overlay = yaml.load(path)
     overlay["prepare"].update(max_train_examples=400, max_test_examples=200)
-    overlay["matrix"].update(activation=["sigmoid"], bn=["off", "post"], seed=[0, 1])
+    overlay["matrix"].update({"activation": ["sigmoid"], "bn": ["off", "post"], "seed": [0, 1], **matrix})
     overlay["train"].update(epochs=1, evals_per_epoch=2)
     yaml.dump(overlay, path)
     regenerate_pipeline(repo)
