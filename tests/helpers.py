@@ -6,9 +6,14 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +68,89 @@ def shrink_quick_study(repo: Path, **matrix: list) -> None:
     overlay["train"].update(epochs=1, evals_per_epoch=2)
     yaml.dump(overlay, path)
     regenerate_pipeline(repo)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(ready, what: str, timeout: float = 120, process: subprocess.Popen | None = None) -> None:
+    """Poll `ready()` until it is true; fail naming `what` after `timeout` s or when `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not ready after {timeout} s")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def mlflow_server(store: Path) -> Iterator[str]:
+    """An `mlflow server` on 127.0.0.1 (a free port) with its runs and artifacts under `store`; yields its URL."""
+    store.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    with (store / "server.log").open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, f"mlflow server (log: {store / 'server.log'})", process=server)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)  # the server and its workers: the session it leads
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+# What times the training, different on every run: left out of comparisons of two runs' outputs, nothing else.
+TIMING_KEYS = {"compile_seconds", "train_seconds", "throughput_images_per_s"}
+TIMING_COLUMNS = {"seconds"}
+
+
+def assert_same_cell_outputs(ours: Path, theirs: Path) -> None:
+    """Two runs of one cell wrote the same files, byte for byte but for the fields that time the training."""
+    import json
+
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir()), ours.name
+    mine, seq = (json.loads((d / "metrics.json").read_text()) for d in (ours, theirs))
+    assert {k: v for k, v in mine.items() if k not in TIMING_KEYS} == {
+        k: v for k, v in seq.items() if k not in TIMING_KEYS
+    }, ours.name
+    assert (ours / "steps.csv").read_bytes() == (theirs / "steps.csv").read_bytes(), ours.name
+    assert (ours / "curves.png").read_bytes() == (theirs / "curves.png").read_bytes(), ours.name
+    mine_rows, seq_rows = ((d / "history.csv").read_text().splitlines() for d in (ours, theirs))
+    header = mine_rows[0].split(",")
+    keep = [i for i, column in enumerate(header) if column not in TIMING_COLUMNS]
+    assert header == seq_rows[0].split(",") and len(mine_rows) == len(seq_rows), ours.name
+    for a, b in zip(mine_rows, seq_rows, strict=True):
+        assert [a.split(",")[i] for i in keep] == [b.split(",")[i] for i in keep], ours.name
+
+
+def clone_with_edits(source: Path, dest: Path) -> None:
+    """`dest`: a git clone of `source` with the same working-tree edits, so both run the same code on the same commit."""
+    subprocess.run(["git", "clone", "-q", str(source), str(dest)], check=True)
+    edited = subprocess.run(
+        ["git", "diff", "--name-only"], cwd=source, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in edited:  # e.g. a shrunk study and its regenerated pipeline
+        shutil.copy2(source / name, dest / name)
