@@ -70,6 +70,19 @@ def shrink_quick_study(repo: Path, **matrix: list) -> None:
     regenerate_pipeline(repo)
 
 
+def require_extra(module: str, extra: str) -> None:
+    """Skip the test when an optional dependency is missing; in CI, which installs every extra, fail instead."""
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec(module) is None:
+        reason = f"{module} is not installed (the {extra} extra: uv sync --extra {extra})"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run this test: {reason}")
+        pytest.skip(reason)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on at 127.0.0.1 right now."""
     with socket.socket() as probe:

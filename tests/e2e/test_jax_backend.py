@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import QUICK_STUDY, dvc, serve_directory, shrink_quick_study
+from tests.helpers import QUICK_STUDY, dvc, require_extra, serve_directory, shrink_quick_study
 from tools.fake_data import write_mirror
 from tools.repo_copy import copy_repo
 
@@ -26,6 +26,7 @@ CELLS = ["fashion_mnist-sigmoid-off-0.0-0", "fashion_mnist-sigmoid-post-0.0-0"]
 
 @pytest.fixture(scope="module")
 def jax_study(tmp_path_factory):
+    require_extra("jax", "jax")
     root = tmp_path_factory.mktemp("jax")
     repo = root / "repo"
     copy_repo(repo)

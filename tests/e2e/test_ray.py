@@ -13,7 +13,6 @@ one cell failing by construction, then again. What must hold is what holds after
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +35,7 @@ from tests.helpers import (
     dvc,
     free_port,
     mlflow_server,
+    require_extra,
     wait_until,
 )
 
@@ -46,14 +46,6 @@ FAILING = f"{QUICK_STUDY}/dvc.yaml:train@cifar10-sigmoid-off-0.0-1"
 THREADS = len(os.sched_getaffinity(0))
 NODES = 2
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
-
-
-def _ray_installed() -> None:
-    if importlib.util.find_spec("ray") is None:
-        reason = "Ray is not installed (the cluster extra: uv sync --extra cluster)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the Ray test: {reason}")
-        pytest.skip(reason)
 
 
 def _stop(temp_dir: str, gcs_port: int) -> None:
@@ -108,7 +100,7 @@ def _alive_nodes(address: str, env: dict) -> int:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head node and a second node on this machine; yields the head's address."""
-    _ray_installed()
+    require_extra("ray", "cluster")
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths live under it
     gcs_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BNBENCH_", "DVC_", "RAY_"))}

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import REPO, require_extra
 
 ON_JAX = [
     "tests/integration/test_backend.py",
@@ -25,6 +25,7 @@ PASSED_ON_JAX = 12  # test_backend.py's 7 and the 5 train_cell tests above
 
 
 def test_the_cell_tests_pass_on_jax():
+    require_extra("jax", "jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("XLA_FLAGS", None)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore", *ON_JAX]

@@ -12,7 +12,7 @@ import pytest
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
-from tests.helpers import REPO
+from tests.helpers import REPO, require_extra
 from tools.fake_data import write_fashion_mnist
 
 TIMING = {"seconds", "compile_seconds", "train_seconds", "throughput_images_per_s"}
@@ -56,6 +56,8 @@ def _run(prepared, backend: str) -> dict:
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_same_seed_same_measurements_in_two_processes(tmp_path, backend):
+    if backend == "jax":
+        require_extra("jax", "jax")
     write_fashion_mnist(tmp_path, train=400, test=100)
     splits = split_dataset(read_fashion_mnist(tmp_path), val_fraction=0.25, seed=0)
     mean, std = channel_stats(splits["train"].images)
