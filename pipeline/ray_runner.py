@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterable
@@ -123,7 +124,22 @@ def task_environment(config: SlotConfig, uri: str, commit: str) -> dict[str, str
     return {**env, **forwarded, "MLFLOW_TRACKING_URI": uri, COMMIT_ENV: commit}
 
 
+def check_head_reachable(address: str, timeout_s: float = 5) -> None:
+    """Fail in seconds when nothing answers at a head's host:port (ray.init would retry for minutes)."""
+    if address == "auto":  # the cluster started on this machine: Ray finds it, or says at once it found none
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"--ray {address}: no Ray head answers there ({error}). Start one (`ray start --head --port 6379`, "
+            "then `ray start --address <head>:6379` on each other node), or give its <host>:<port> or auto"
+        ) from None
+
+
 def connect(address: str, root: Path, env: dict[str, str]):
+    check_head_reachable(address)
     # A driver started by `uv run` would otherwise have Ray start every worker with `uv run` too, which
     # builds a new environment inside the shipped tree on each node (without the cluster extra, so without
     # Ray): the nodes use the environment they run in. Read by Ray when it is imported.

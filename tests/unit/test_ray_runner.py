@@ -6,10 +6,17 @@ import pytest
 
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
-from pipeline.ray_runner import bundle, check_tracking_uri, stage_inputs, task_environment, unbundle
+from pipeline.ray_runner import (
+    bundle,
+    check_head_reachable,
+    check_tracking_uri,
+    stage_inputs,
+    task_environment,
+    unbundle,
+)
 from pipeline.runner import load_stages, main, ray_slot_config
 from pipeline.runner_worker import FAIL_ENV, SlotConfig
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 
 def test_a_stage_s_outputs_travel_as_bytes_and_land_where_they_were(tmp_path):
@@ -78,3 +85,9 @@ def test_ray_mode_refuses_local_devices_and_a_local_store(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(UserError, match="MLFLOW_TRACKING_URI is not set"):
         main(["studies/quick/dvc.yaml", "--ray", "auto"])
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "127.0.0.1", "127.0.0.1:x"])
+def test_a_head_that_does_not_answer_is_named_in_seconds(address):
+    with pytest.raises(UserError, match="no Ray head answers there.*ray start --head"):
+        check_head_reachable(address.format(port=free_port()), timeout_s=2)
