@@ -51,6 +51,7 @@ from pipeline.models import build_model, model_spec
 from pipeline.optimizers import build_optimizer
 from pipeline.params import load_params
 from pipeline.seeding import seed_everything
+from pipeline.backend import apply_determinism, jit_compile
 
 params = load_params(Path("../../params.yaml"), Path("params.yaml"))
 data = {}
@@ -60,10 +61,11 @@ for cell in expand_matrix(params):
     d = data.setdefault(cell.dataset, load_prepared(Path("data/prepared") / cell.dataset))
     began = time.perf_counter()
     keras.backend.clear_session()
+    apply_determinism(s.train.deterministic)
     seed_everything(s.seed)
     model = build_model(model_spec(s), d.input_shape, d.num_classes)
     model.compile(optimizer=build_optimizer(s.train.optimizer), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
+                  metrics=["accuracy"], jit_compile=jit_compile(s.train.deterministic))
     model.fit(d.train.images, d.train.labels, batch_size=s.train.batch_size, epochs=s.train.epochs, verbose=0)
     model.evaluate(d.test.images, d.test.labels, batch_size=512, verbose=0)
     seconds.append(time.perf_counter() - began)

@@ -10,6 +10,8 @@ backend-specific line lives here: TensorFlow via `tf.GradientTape`, JAX via
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -31,10 +33,20 @@ def _gradients(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> li
             loss = _loss(model, trainable, non_trainable, images, labels)
         return tape.gradient(loss, trainable)
     if backend == "jax":
+        return _jax_gradient(model)(trainable, non_trainable, images, labels)
+    raise NotImplementedError(f"gradient norms on the {backend} backend (tensorflow and jax are supported)")
+
+
+_JAX_GRADIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _jax_gradient(model: keras.Model):
+    """d loss / d trainable variables of `model`, compiled once per model (op by op, JAX takes seconds per probe)."""
+    if model not in _JAX_GRADIENTS:
         import jax
 
-        return jax.grad(lambda t: _loss(model, t, non_trainable, images, labels))(trainable)
-    raise NotImplementedError(f"gradient norms on the {backend} backend (tensorflow and jax are supported)")
+        _JAX_GRADIENTS[model] = jax.jit(jax.grad(lambda t, n, x, y: _loss(model, t, n, x, y)))
+    return _JAX_GRADIENTS[model]
 
 
 def kernel_gradient_norms(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:

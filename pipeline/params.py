@@ -117,6 +117,9 @@ class TrainParams(_Strict):
     post_bn_bias: bool = True
     kernel_initializer: Initializer | None = None  # every Conv/Dense kernel; null: each article's own
     augmentation: AugmentationParams = Field(default_factory=lambda: AugmentationParams())
+    # The same seed gives the same numbers on the same machine and backend (pipeline/backend.py);
+    # false lets TensorFlow compile with XLA and pick non-deterministic kernels (faster on a GPU).
+    deterministic: bool = True
 
 
 def _whole_percents(targets: list[float]) -> list[float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.backend import apply_determinism
 from pipeline.cell_outputs import CellOutputs, write_cell_outputs
 from pipeline.cells import Cell, cell_settings
 from pipeline.checkpoints import cell_checkpoint
@@ -50,6 +51,7 @@ def run_cell(
         raise UserError(f"{data_dir} holds {prepared} data, but cell {cell.name} trains on {cell.dataset}")
     tracking.check_reachable(tracking.tracking_uri())  # seconds now, not after the training
     settings = cell_settings(params, cell) if settings is None else settings
+    apply_determinism(settings.train.deterministic)  # before check_device starts the backend: XLA reads its flags once
     device = check_device()
     data = load_prepared(data_dir)
     root = tracking.repo_root()

@@ -4,6 +4,8 @@ Run:    uv run python -m pipeline.runner studies/quick/dvc.yaml --slots 2
         uv run python -m pipeline.runner --slots 2            (the root dvc.yaml: the main study and the
                                                                studies that run with it)
         uv run python -m pipeline.runner --all --slots 2      (every dvc.yaml of the repository)
+        MLFLOW_TRACKING_URI=http://<server>:5000 uv run python -m pipeline.runner studies/quick/dvc.yaml --ray auto
+                                                              (the cells as tasks on a Ray cluster: pipeline/ray_runner.py)
 
 What it does, in order:
 1. Reads the stages of the targets with DVC's own parser (foreach expanded, `wdir` applied), and the
@@ -66,6 +68,7 @@ class Stage:
     wdir: Path
     outs: tuple[Path, ...]
     upstream: frozenset[str]  # every stage it depends on, transitively
+    deps: tuple[Path, ...] = ()  # its dependencies' paths (code, data, other stages' outputs)
 
     @property
     def argv(self) -> tuple[str, ...] | None:
@@ -96,6 +99,7 @@ def load_stages(root: Path) -> dict[str, Stage]:
                 cmd=stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd or []),
                 wdir=Path(stage.wdir),
                 outs=tuple(Path(out.fs_path) for out in stage.outs),
+                deps=tuple(Path(dep.fs_path) for dep in stage.deps),
                 upstream=frozenset(dep.addressing for dep in nx.descendants(graph, stage)),
             )
             for stage in repo.index.stages
@@ -322,23 +326,33 @@ def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -
                     failed.append(task.addressing)
                     progress.finish(task.addressing, ok=False)
                     tqdm.write(f"  FAILED  {task.addressing}: see {task.log}")
-            if finished:  # one DVC call for every cell that ended since the last one
-                names = [r.addressing for r in finished]
-                commit = subprocess.run(commit_command(names), cwd=root, text=True, capture_output=True)
-                for result in finished:
-                    progress.finish(result.addressing, ok=not commit.returncode)
-                    if commit.returncode:
-                        failed.append(result.addressing)
-                        with log_path(root, result.addressing).open("a", encoding="utf-8") as log:
-                            log.write(f"\nrunner: dvc commit failed:\n{commit.stdout}{commit.stderr}")
-                        tqdm.write(
-                            f"  FAILED  {result.addressing} (dvc commit): see {log_path(root, result.addressing)}"
-                        )
-                    else:
-                        tqdm.write(f"  done    {result.addressing} ({result.ended - result.started:.1f} s)")
+            failed += commit_finished(root, finished, progress)
             refresh()
     bar.close()
     return Outcome(results, failed, time.perf_counter() - began, slots)
+
+
+def commit_finished(root: Path, finished: list[TaskResult], progress: Progress) -> list[str]:
+    """Record the cells that ended since the last call in DVC, in one `dvc commit --force`; returns those it could not.
+
+    Their outputs must be in the workspace (a runner worker wrote them there; the Ray runner copied them back).
+    """
+    from tqdm import tqdm
+
+    if not finished:
+        return []
+    commit = subprocess.run(commit_command([r.addressing for r in finished]), cwd=root, text=True, capture_output=True)
+    failed = []
+    for result in finished:
+        progress.finish(result.addressing, ok=not commit.returncode)
+        if commit.returncode:
+            failed.append(result.addressing)
+            with log_path(root, result.addressing).open("a", encoding="utf-8") as log:
+                log.write(f"\nrunner: dvc commit failed:\n{commit.stdout}{commit.stderr}")
+            tqdm.write(f"  FAILED  {result.addressing} (dvc commit): see {log_path(root, result.addressing)}")
+        else:
+            tqdm.write(f"  done    {result.addressing} ({result.ended - result.started:.1f} s)")
+    return failed
 
 
 def init_worker_entry(config: SlotConfig, counter, events) -> None:
@@ -370,7 +384,14 @@ def slot_config(slots: int, devices: str | None, gpu_memory_mb: int | None, thre
     return SlotConfig(slot_threads(cores, slots_sharing), ids, gpu_memory_mb, fraction)
 
 
-def run(root: Path, dvcfiles: list[str] | None, slots: int, config: SlotConfig) -> int:
+def ray_slot_config(slots: int, gpu_memory_mb: int | None, threads: int | None) -> SlotConfig:
+    """A Ray cell's settings: `threads` CPUs (default 1); `slots` cells share a GPU, each capped to its share."""
+    fraction = round(0.9 / slots, 3) if gpu_memory_mb is None and slots > 1 else None
+    return SlotConfig(threads or 1, (), gpu_memory_mb, fraction)
+
+
+def run(root: Path, dvcfiles: list[str] | None, slots: int, config: SlotConfig, ray_address: str | None = None) -> int:
+    """The runner; with `ray_address`, the cells train as tasks on that Ray cluster (pipeline/ray_runner.py)."""
     stages = load_stages(root)
     selected = select(stages, dvcfiles)
     if not selected:
@@ -384,12 +405,18 @@ def run(root: Path, dvcfiles: list[str] | None, slots: int, config: SlotConfig) 
             print(f"runner: round {number + 1}: dvc repro {len(upstream)} upstream stage(s)", flush=True)
             dvc(root, "repro", *upstream)
         todo = stale(dvc_status(root, {stages[c].dvcfile for c in cells}), cells)
-        print(f"runner: round {number + 1}: {len(todo)} of {len(cells)} cells out of date, {slots} slot(s)", flush=True)
+        where = f"{slots} slot(s)" if ray_address is None else f"on the Ray cluster at {ray_address}"
+        print(f"runner: round {number + 1}: {len(todo)} of {len(cells)} cells out of date, {where}", flush=True)
         if not todo:
             continue
         tasks = [Task(a, root, stages[a].wdir, stages[a].argv, stages[a].outs, log_path(root, a)) for a in todo]
         prepare_tracking(tasks)
-        outcome = train_cells(root, tasks, slots, config)
+        if ray_address is None:
+            outcome = train_cells(root, tasks, slots, config)
+        else:
+            from pipeline.ray_runner import train_cells_on_ray
+
+            outcome = train_cells_on_ray(root, stages, tasks, config, ray_address, slots)
         summary["rounds"].append(
             {
                 "cells": len(todo),
@@ -439,6 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=int(os.environ[GPU_MEMORY_ENV]) if os.environ.get(GPU_MEMORY_ENV) else None,
         help=f"TensorFlow: cap each worker's GPU memory (default ${GPU_MEMORY_ENV}; unset: grow as needed)",
     )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="train the cells as tasks on the Ray cluster at ADDRESS (auto, or <head>:<port>); needs the cluster "
+        "extra and MLFLOW_TRACKING_URI=http(s)://<a server every node reaches>. Then --threads is the CPUs (and "
+        "threads) of a cell (default 1) and --slots the cells sharing a GPU (num_gpus=1/slots)",
+    )
     args = parser.parse_args(argv)
     if args.slots < 1 or (args.threads is not None and args.threads < 1):
         raise UserError(f"--slots {args.slots} --threads {args.threads}: use 1 or more")
@@ -449,6 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in dvcfiles or []:
         if not (root / name).is_file():
             raise UserError(f"{name}: no such dvc.yaml under {root} (give paths relative to the repository root)")
+    if args.ray:
+        from pipeline.ray_runner import check_tracking_uri
+
+        if args.devices:
+            raise UserError("--devices is for local slots; on a Ray cluster, Ray assigns each cell its GPU")
+        check_tracking_uri()  # now, not after the upstream stages
+        config = ray_slot_config(args.slots, args.gpu_memory_mb, args.threads)
+        return run(root, dvcfiles, args.slots, config, ray_address=args.ray)
     return run(root, dvcfiles, args.slots, slot_config(args.slots, args.devices, args.gpu_memory_mb, args.threads))
 
 

@@ -104,6 +104,17 @@ def init_worker(config: SlotConfig, counter, events) -> None:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
     os.environ.update(slot_environment(config, _slot))
+    limit_framework(config)
+    import pipeline.tracking  # noqa: F401 - MLflow, imported once here rather than in the first cell
+    import pipeline.train  # noqa: F401
+
+
+def limit_framework(config: SlotConfig) -> None:
+    """TensorFlow's threads and GPU memory, set before it first runs (it refuses changes later).
+
+    Call it once per process, after the environment of `slot_environment` is set (JAX takes its limits
+    from there); a runner worker does at its start, a Ray task in a fresh worker process.
+    """
     import keras
 
     if keras.config.backend() == "tensorflow":
@@ -117,8 +128,6 @@ def init_worker(config: SlotConfig, counter, events) -> None:
                 tf.config.set_logical_device_configuration(gpu, [limit])
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
-    import pipeline.tracking  # noqa: F401 - MLflow, imported once here rather than in the first cell
-    import pipeline.train  # noqa: F401
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
 from pipeline import tracking_parent
+from pipeline import backend
 from pipeline.cells import Cell
 from pipeline.errors import UserError
 from pipeline.params import CellSettings, Params, flatten, format_value
@@ -287,6 +288,7 @@ def track_cell(
         "bnbench.published_data": str(data_meta["published_data"]).lower(),
         "git_commit": git_commit(),
         "device": device,
+        "bnbench.backend": backend.name(),  # the Keras backend the cell trained on
         **{f"version.{name}": version for name, version in library_versions().items()},
         **{key: format_value(value) for key, value in cell.axes},
     }

@@ -56,6 +56,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from pipeline import backend
 from pipeline.convergence import history_metrics
 from pipeline.data.prepared import PreparedData
 from pipeline.gradients import kernel_gradient_norms
@@ -115,11 +116,11 @@ class StepLosses(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_true, y_pred))
-        at = keras.ops.reshape(self.count, (1,))
-        self.losses.assign(
-            keras.ops.slice_update(self.losses, at, keras.ops.reshape(keras.ops.cast(loss, "float32"), (1,)))
-        )
-        self.count.assign(self.count + 1)
+        # `.value`: the variables' tensors (JAX's traced, stateless ones under jit), not the Variable objects
+        losses, count = self.losses.value, self.count.value
+        at = keras.ops.reshape(count, (1,))
+        self.losses.assign(keras.ops.slice_update(losses, at, keras.ops.reshape(keras.ops.cast(loss, "float32"), (1,))))
+        self.count.assign(count + 1)
 
     def result(self):
         return keras.ops.cast(self.count, "float32")
@@ -348,6 +349,7 @@ def train_cell(
     `checkpoints`, each epoch's end is saved there, and a saved state is resumed.
     """
     train = settings.train
+    backend.apply_determinism(train.deterministic)
     seed_everything(settings.seed)
     spec = model_spec(settings)
     model = build_model(spec, data.input_shape, data.num_classes)
@@ -355,12 +357,11 @@ def train_cell(
     n = len(labels)
     steps_per_epoch = math.ceil(n / train.batch_size)
     step_losses = StepLosses(capacity=steps_per_epoch)
-    # jit_compile=False: XLA's MaxPool gradient is not deterministic on GPU.
     model.compile(
         optimizer=build_optimizer(train.optimizer),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", step_losses],
-        jit_compile=False,
+        jit_compile=backend.jit_compile(train.deterministic),  # pipeline/backend.py: XLA, where and why
     )
     probe = _probe_indices(settings.seed, n, train.gradient_probe)
     bn_sample = _probe_indices(settings.seed, n, train.bn_probe)
@@ -426,5 +427,6 @@ def train_cell(
         # time: its seconds and throughput are not comparable with an uninterrupted cell's.
         "resumed_from_step": saved.step if saved is not None else None,
         "timing_comparable": saved is None,
+        "backend": backend.name(),
     }
     return CellResult(history=history, steps=steps, summary=summary, model=model)

@@ -323,6 +323,7 @@ def build_report(
         git_commits=sorted(results["git_commit"].dropna().unique()),
         data_digests={d: results.loc[results["dataset"] == d, "data_digest"].iloc[0] for d in params.matrix["dataset"]},
         devices=sorted(results["device"].dropna().unique()) if "device" in results else [],
+        backends=sorted(results["backend"].dropna().unique()) if "backend" in results else [],
         versions=library_versions(),
         lock=lock,
         mlflow_command="uv run mlflow ui --backend-store-uri sqlite:///mlflow.db",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +23,11 @@ from ruamel.yaml import YAML
 from pipeline.runner import log_path
 from pipeline.runner_worker import FAIL_ENV
 from tests.e2e.test_quick_study import CELLS
-from tests.helpers import QUICK_STUDY, dvc
+from tests.helpers import QUICK_STUDY, assert_same_cell_outputs, clone_with_edits, dvc
 
 pytestmark = pytest.mark.e2e
 
 FAILING = f"{QUICK_STUDY}/dvc.yaml:train@fashion_mnist-sigmoid-post-0.0-1"
-# What times the training, different on every run: excluded from the comparison, nothing else.
-TIMING_KEYS = {"compile_seconds", "train_seconds", "throughput_images_per_s"}
-TIMING_COLUMNS = {"seconds"}
 # Float results depend on the CPU threads TensorFlow splits an op's reductions over (found here: a
 # fresh `python -m pipeline.train` with TF_NUM_INTRAOP_THREADS=1 gives the runner's 1-thread-per-slot
 # outputs exactly, and with the default 2 threads dvc repro's; the last float32 digits of losses
@@ -54,12 +50,7 @@ def _lock(repo: Path) -> dict:
 def runner_copy(study, tmp_path_factory):
     sequential, env, _ = study
     repo = tmp_path_factory.mktemp("runner") / "repo"
-    subprocess.run(["git", "clone", "-q", str(sequential), str(repo)], check=True)
-    edited = subprocess.run(
-        ["git", "diff", "--name-only"], cwd=sequential, capture_output=True, text=True, check=True
-    ).stdout.split()
-    for name in edited:  # the shrunk study and its regenerated pipeline: the same edits on the same commit
-        shutil.copy2(sequential / name, repo / name)
+    clone_with_edits(sequential, repo)  # the shrunk study and its regenerated pipeline, on the same commit
     env = {**env, "PYTHONPATH": str(repo)}
     first = _runner(repo, env, **{FAIL_ENV: FAILING})
     after_first = {
@@ -111,20 +102,7 @@ def test_the_second_run_trains_the_rest_and_dvc_ends_as_after_repro(runner_copy)
 def test_every_cell_output_matches_the_sequential_run_but_timing(runner_copy):
     sequential, repo, _, _, _, _ = runner_copy
     for cell in CELLS:
-        ours, theirs = (r / QUICK_STUDY / "results" / "cells" / cell for r in (repo, sequential))
-        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
-        mine, seq = (json.loads((d / "metrics.json").read_text()) for d in (ours, theirs))
-        assert {k: v for k, v in mine.items() if k not in TIMING_KEYS} == {
-            k: v for k, v in seq.items() if k not in TIMING_KEYS
-        }, cell
-        assert (ours / "steps.csv").read_bytes() == (theirs / "steps.csv").read_bytes(), cell
-        assert (ours / "curves.png").read_bytes() == (theirs / "curves.png").read_bytes(), cell
-        mine_rows, seq_rows = ((d / "history.csv").read_text().splitlines() for d in (ours, theirs))
-        header = mine_rows[0].split(",")
-        keep = [i for i, column in enumerate(header) if column not in TIMING_COLUMNS]
-        assert header == seq_rows[0].split(",") and len(mine_rows) == len(seq_rows)
-        for a, b in zip(mine_rows, seq_rows, strict=True):
-            assert [a.split(",")[i] for i in keep] == [b.split(",")[i] for i in keep], cell
+        assert_same_cell_outputs(*(r / QUICK_STUDY / "results" / "cells" / cell for r in (repo, sequential)))
 
 
 def test_one_finished_mlflow_run_per_cell(runner_copy):

@@ -1,4 +1,4 @@
-"""The same cell with the same seed gives the same measurements in two separate Python processes (CPU)."""
+"""The same cell with the same seed gives the same measurements in two separate Python processes (CPU), on each backend."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
-from tests.helpers import REPO
+from tests.helpers import REPO, require_extra
 from tools.fake_data import write_fashion_mnist
 
 TIMING = {"seconds", "compile_seconds", "train_seconds", "throughput_images_per_s"}
@@ -41,8 +43,8 @@ print("RESULT" + json.dumps(out, allow_nan=True))
 """
 
 
-def _run(prepared) -> dict:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+def _run(prepared, backend: str) -> dict:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(prepared), json.dumps(sorted(TIMING))],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -52,13 +54,17 @@ def _run(prepared) -> dict:
     return json.loads(line.removeprefix("RESULT"))
 
 
-def test_same_seed_same_measurements_in_two_processes(tmp_path):
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_same_seed_same_measurements_in_two_processes(tmp_path, backend):
+    if backend == "jax":
+        require_extra("jax", "jax")
     write_fashion_mnist(tmp_path, train=400, test=100)
     splits = split_dataset(read_fashion_mnist(tmp_path), val_fraction=0.25, seed=0)
     mean, std = channel_stats(splits["train"].images)
     meta = {"mean": mean, "std": std, "class_names": list(DATASETS["fashion_mnist"].class_names)}
     write_prepared(tmp_path / "prepared", splits, {**meta, "data_digest": "d", "published_data": False})
-    first, second = _run(tmp_path / "prepared"), _run(tmp_path / "prepared")
+    first, second = _run(tmp_path / "prepared", backend), _run(tmp_path / "prepared", backend)
+    assert first["summary"]["backend"] == backend
     assert len(first["steps"]["step"]) == 20 and "grad_norm/dense1" in first["history"]
     assert "val_accuracy_recomputed_bn" in first["history"]
     # json turns NaN into NaN on both sides; compare the text so that NaN equals NaN

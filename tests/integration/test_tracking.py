@@ -89,6 +89,7 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
     assert all(run.data.tags[axis] == run.data.params[axis] == str(cell[axis]) for axis in params.matrix)
     assert run.data.params["train.optimizer.learning_rate"] == "0.002" and run.data.params["train.epochs"] == "2"
     assert run.data.tags["bnbench.cell"] == "cifar10-relu-post-0.0-0-learning_rate_0.002"
+    assert run.data.tags["bnbench.backend"] == "tensorflow"  # the Keras backend this suite runs
     assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"metrics.json"}
 
 

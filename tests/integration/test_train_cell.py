@@ -81,6 +81,10 @@ def test_one_cell_trains_and_measures(data, tmp_path):
     # the compile step's 32 images are left out; the last batch of each epoch holds 300 - 9 * 32 = 12
     assert summary["throughput_images_per_s"] == pytest.approx((600 - 32) / 7.0)
     assert summary["throughput_warmup_steps"] == 1
+    # the backend it trained on, and XLA where it compiles (pipeline/backend.py): always on JAX, never when
+    # determinism is asked for on TensorFlow
+    assert summary["backend"] == keras.config.backend()
+    assert result.model.jit_compile is (keras.config.backend() == "jax")
     assert summary["outcome"] == "completed" and summary["diverged_at_step"] is None
     assert summary["steps_trained"] == summary["budget_steps"] == 20
     # one loss per step, finite; a history row's train_loss is the mean of the steps since the previous row
@@ -211,7 +215,7 @@ def test_nan_weights_are_divergence_even_when_outputs_look_finite(data, monkeypa
     measured = _measurements(data, model)
     assert measured.validate(None) and measured.diverged_at is None and measured.rows[0]["val_accuracy"] == 0.5
     kernel = model.layers[1].kernel
-    kernel.assign(keras.ops.where(keras.ops.arange(kernel.shape[1]) == 0, math.nan, kernel))
+    kernel.assign(keras.ops.where(keras.ops.arange(kernel.shape[1]) == 0, math.nan, kernel.value))
     assert measured.add_segment(np.array([2.3, 2.2]), 1.0, 64, compile_step=False)
     assert not measured.validate(0.1)
     assert measured.diverged_at == 2 and measured.rows[-1]["val_accuracy"] is None

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -29,3 +31,18 @@ def test_unknown_device_setting(monkeypatch):
     monkeypatch.setenv("BNBENCH_DEVICE", "tpu")
     with pytest.raises(UserError, match="use auto or gpu"):
         check_device()
+
+
+def test_the_jax_backend_without_jax_installed_is_one_clear_line():
+    # as if the jax extra were not installed: the package finder does not find it
+    code = (
+        "import importlib.util as u; find = u.find_spec; "
+        "u.find_spec = lambda name, *a: None if name == 'jax' else find(name, *a); import pipeline.train"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == "bnbench: KERAS_BACKEND=jax but JAX is not installed: `uv sync --extra jax` (or unset KERAS_BACKEND)\n"
+    )
