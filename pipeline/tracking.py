@@ -30,8 +30,7 @@ from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
-from pipeline import tracking_parent
-from pipeline import backend
+from pipeline import backend, tracking_parent
 from pipeline.cells import Cell
 from pipeline.errors import UserError
 from pipeline.params import CellSettings, Params, flatten, format_value
