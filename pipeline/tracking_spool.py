@@ -165,7 +165,8 @@ class RunSpool:
 
     def last_written_ms(self) -> int:
         """When the journal was last written: a killed cell's end, as near as is known."""
-        return int((self.folder / "journal.jsonl").stat().st_mtime * 1000)
+        written = [p for p in (self.folder / "journal.jsonl", self.folder / "run.json") if p.exists()]
+        return int(max(p.stat().st_mtime for p in written) * 1000)
 
     def ended(self) -> str | None:
         """The run's final status, once journaled."""

@@ -394,6 +394,39 @@ def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, proce
     _assert_everything_once(client, run_id, out)
 
 
+@fault(
+    case="a cell is killed (SIGKILL) while it trains; the sync runs before and after",
+    holds="the sync leaves a running cell's run alone, then ends the killed one KILLED with what it logged",
+)
+def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
+    repo, control = tmp_path / "repo", tmp_path / "control"
+    (repo / ".dvc").mkdir(parents=True)
+    control.mkdir()
+    (control / "hold").write_text("")
+    (control / "go").write_text("")
+    uri = f"sqlite:///{repo / 'mlflow.db'}"  # the default store, without a server
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo)}
+    cell = processes(
+        [sys.executable, "-m", "tests.faults.tracking_writer", str(control), "0", *map(str, QUICK)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run_id = _wait_for(control / "held-0", cell)
+    alive = _sync(repo)
+    assert alive.returncode == 0 and f"run {run_id} (" in alive.stdout and "its cell is still running" in alive.stdout
+    cell.kill()
+    cell.wait(timeout=60)
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    done = _sync(repo)
+    assert done.returncode == 0 and "ended KILLED" in done.stdout, done.stdout + done.stderr
+    run = client.get_run(run_id)
+    assert (
+        run.info.status == "KILLED"
+        and run.data.metrics["val_accuracy"] == tracking_writer.expected_evals(0)[0]["val_accuracy"]
+    )
+    assert not (repo / ".bnbench" / "tracking-spool" / run_id).exists()
+
+
 # --- many writers at once ----------------------------------------------------------------------
 
 

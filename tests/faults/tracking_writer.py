@@ -2,6 +2,9 @@
 
     python -m tests.faults.tracking_writer <control folder> <index> <params files...>
 
+With <control>/hold present, it stops after its first evaluation instead: writes <control>/held-<index>
+(the run's id) and waits to be killed, as a cell killed mid-training.
+
 Loads the study, takes the study's cell number <index>, writes <control>/ready-<index>, waits for
 <control>/go (so that all k start together), then runs the cell's tracking as a training cell
 does: track_cell, EVALS evaluations, the per-step losses of STEPS steps, finish with one artifact.
@@ -47,6 +50,9 @@ def main(control: Path, index: int, files: list[Path]) -> None:
     with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
         for row in expected_evals(index):
             run.log_eval(row)
+            if (control / "hold").exists():
+                (control / f"held-{index}").write_text(run.run_id)
+                time.sleep(3600)
         run.log_steps(expected_steps(index))
         summary = {"outcome": "completed", "steps_trained": STEPS, "test_accuracy": index / 10}
         run.finish(summary, {}, [artifact])
