@@ -168,7 +168,7 @@ def test_a_failed_cell_is_reported_with_its_log_and_the_others_are_recorded(ray_
     assert str(log_path(repo, FAILING)) in first.stderr
     assert "failure injected" in after["log"]  # the node's log of the cell, brought back to the driver
     cells = {f"train@{c}" for c in CELLS}
-    assert after["lock"] == {"prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}
+    assert after["lock"] == {"train-code", "prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}
     assert set(after["status"]) == {FAILING, f"{QUICK_STUDY}/dvc.yaml:report"}
 
 

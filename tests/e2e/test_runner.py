@@ -70,7 +70,7 @@ def test_a_failed_cell_does_not_stop_the_others(runner_copy):
     assert log.is_file() and "failure injected" in after["log"]
     # every other cell is recorded in dvc.lock; the failed one and the report (downstream of it) are not
     cells = {f"train@{c}" for c in CELLS}
-    assert after["lock"] == {"prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}
+    assert after["lock"] == {"train-code", "prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}
     assert set(after["status"]) == {FAILING, f"{QUICK_STUDY}/dvc.yaml:report"}
 
 
