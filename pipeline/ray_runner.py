@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.dvcfile import TRAIN_CODE
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
 from pipeline.runner import Outcome, Progress, Stage, commit_finished
@@ -98,7 +99,12 @@ def unbundle(root: Path, files: dict[str, bytes]) -> None:
 def stage_inputs(stages: dict[str, Stage], addressing: str) -> tuple[Path, ...]:
     """The stage's dependencies that other stages write (prepared data, chosen.json): not in the uploaded tree."""
     outs = {out for stage in stages.values() for out in stage.outs}
-    return tuple(dep for dep in stages[addressing].deps if any(dep == o or o in dep.parents for o in outs))
+    # The code digest (stage train-code) is DVC's record of the cells' code; the nodes get the code itself.
+    return tuple(
+        dep
+        for dep in stages[addressing].deps
+        if any(dep == o or o in dep.parents for o in outs) and not dep.as_posix().endswith(TRAIN_CODE)
+    )
 
 
 # -- the driver's side ----------------------------------------------------------------------------
