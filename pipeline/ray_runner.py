@@ -44,7 +44,7 @@ from pathlib import Path
 from pipeline.dvcfile import TRAIN_CODE
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
-from pipeline.runner import Outcome, Progress, Stage, commit_finished
+from pipeline.runner import Outcome, Progress, Stage, record_ended
 from pipeline.runner_worker import FAIL_ENV, SlotConfig, Task, TaskResult, remove_outputs, slot_environment
 
 # The driver's settings a cell needs on the cluster (besides every MLFLOW_* variable, the server's
@@ -219,19 +219,11 @@ def train_cells_on_ray(
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
             while not events.empty():
                 progress.start(events.get_nowait()[1])
-            finished = []
+            ended = []
             for ref in ready:
                 task = pending.pop(ref)
-                result = collect(root, task, ref, ray)
-                results.append(result)
-                progress.stop(task.addressing)
-                if result.ok:
-                    finished.append(result)
-                else:
-                    failed.append(task.addressing)
-                    progress.finish(task.addressing, ok=False)
-                    tqdm.write(f"  FAILED  {task.addressing}: see {task.log}")
-            failed += commit_finished(root, finished, progress)
+                ended.append((task, collect(root, task, ref, ray)))
+            record_ended(root, ended, progress, results, failed)
             bar.n = progress.finished
             bar.set_postfix_str(progress.line(), refresh=True)
         bar.close()

@@ -309,7 +309,7 @@ def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -
         while pending:
             done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             refresh()  # start events first: a cell's start is never counted after its end
-            finished: list[TaskResult] = []
+            ended: list[tuple[Task, TaskResult]] = []
             for future in done:
                 task = pending.pop(future)
                 try:
@@ -318,18 +318,30 @@ def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -
                     result = TaskResult(task.addressing, 1, 0.0, 0.0, -1, -1, error=f"worker died: {error!r}")
                     with task.log.open("a", encoding="utf-8") as log:
                         log.write(f"\nrunner: {result.error}\n")
-                results.append(result)
-                progress.stop(task.addressing)
-                if result.ok:
-                    finished.append(result)
-                else:
-                    failed.append(task.addressing)
-                    progress.finish(task.addressing, ok=False)
-                    tqdm.write(f"  FAILED  {task.addressing}: see {task.log}")
-            failed += commit_finished(root, finished, progress)
+                ended.append((task, result))
+            record_ended(root, ended, progress, results, failed)
             refresh()
     bar.close()
     return Outcome(results, failed, time.perf_counter() - began, slots)
+
+
+def record_ended(
+    root: Path, ended: list[tuple[Task, TaskResult]], progress: Progress, results: list, failed: list[str]
+) -> None:
+    """Cells that ended, in local slots or on Ray: the finished ones committed to DVC, the failed named with their log."""
+    from tqdm import tqdm
+
+    finished = []
+    for task, result in ended:
+        results.append(result)
+        progress.stop(task.addressing)
+        if result.ok:
+            finished.append(result)
+        else:
+            failed.append(task.addressing)
+            progress.finish(task.addressing, ok=False)
+            tqdm.write(f"  FAILED  {task.addressing}: see {task.log}")
+    failed += commit_finished(root, finished, progress)
 
 
 def commit_finished(root: Path, finished: list[TaskResult], progress: Progress) -> list[str]:
