@@ -39,6 +39,24 @@ def jit_compile(deterministic: bool) -> bool:
     return name() == "jax" or not deterministic
 
 
+def compiled(function):
+    """`function` traced once per input shape and run as one program: `tf.function` or `jax.jit`.
+
+    For the measurements taken at an evaluation (gradient norms, re-estimated BN statistics),
+    which op by op cost more than the training between two evaluations. `function` must read
+    the model's variables only through its arguments (`stateless_call`, `keras.StatelessScope`):
+    `jax.jit` bakes an array it captures into the program as a constant, stale at the next call.
+    TensorFlow runs the graph without XLA, so op determinism holds in it.
+    """
+    if name() == "jax":
+        import jax
+
+        return jax.jit(function)
+    import tensorflow as tf
+
+    return tf.function(function, jit_compile=False, reduce_retracing=True)
+
+
 def with_xla_flag(flags: str, flag: str, present: bool) -> str:
     """`flags` (an XLA_FLAGS value) with `flag` (--name=value) present or absent, every other flag kept."""
     key = flag.split("=", 1)[0]

@@ -110,6 +110,9 @@ class TrainParams(_Strict):
     bn_probe: int = Field(
         default=256, ge=0
     )  # training images BN statistics are re-estimated on at each evaluation; 0: none
+    # the probes above at every k-th evaluation (step 0 and the last planned one always): at each they
+    # cost about as much as the validation pass, so k trades their resolution in steps for time
+    probe_every: int = Field(default=1, ge=1)
     bn_momentum: float = Field(gt=0, lt=1)  # moving-statistics decay of BatchNormalization
     bn_epsilon: float = Field(gt=0)
     # post only: whether the Conv/Dense layer before the activation and BN keeps its bias

@@ -21,10 +21,13 @@ How a cell is measured
   regular point (2k <= first regular step), so convergence in the first steps is
   resolved. Step 1 always ends a segment of its own, evaluated or not.
 - At each evaluation: validation loss/accuracy in inference mode (BN moving
-  statistics); for BN cells also `val_accuracy_recomputed_bn`, the accuracy with BN
+  statistics). The probes, at step 0, at every `probe_every`-th evaluation after it and
+  at the last planned one (`probes_at`; the rows between leave their columns empty):
+  for BN cells `val_accuracy_recomputed_bn`, the accuracy with BN
   statistics re-estimated on a fixed training sample of `bn_probe` images
   (pipeline/precise_bn.py); per-layer kernel gradient norms `grad_norm/<layer>` on a
-  fixed probe batch of `gradient_probe` training images (pipeline/gradients.py); and
+  fixed probe batch of `gradient_probe` training images (pipeline/gradients.py), both
+  compiled once per cell; and
   in the row, `train_loss`/`train_accuracy` over the steps since the previous
   evaluation (training mode). None of these changes the model.
 - Divergence: the first non-finite per-step loss (its step, from the buffer), or
@@ -59,11 +62,11 @@ import pandas as pd
 from pipeline import backend
 from pipeline.convergence import history_metrics
 from pipeline.data.prepared import PreparedData
-from pipeline.gradients import kernel_gradient_norms
+from pipeline.gradients import GradientNorms
 from pipeline.models import build_model, model_spec
 from pipeline.optimizers import build_optimizer
 from pipeline.params import CellSettings
-from pipeline.precise_bn import has_batch_norm, population_statistics, predict_with_statistics
+from pipeline.precise_bn import PreciseBN, has_batch_norm
 from pipeline.seeding import seed_everything
 
 EVAL_BATCH_SIZE = 512  # inference only: larger batches, same numbers
@@ -186,6 +189,11 @@ def evaluation_steps(steps_per_epoch: int, evals_per_epoch: int, epochs: int, ea
     return sorted(regular | doubling)
 
 
+def probes_at(step: int, eval_steps: list[int], every: int) -> bool:
+    """Whether the evaluation after `step` takes the probes: every `every`-th, counting step 0's as the 0th, and the last."""
+    return step == eval_steps[-1] or (eval_steps.index(step) + 1) % every == 0
+
+
 def _segments(eval_steps: list[int], steps_per_epoch: int) -> list[tuple[int, int]]:
     """(first, last) global steps of each segment: they end at step 1, at each evaluation and at each epoch's end."""
     ends = sorted({COMPILE_STEPS, *eval_steps, *range(steps_per_epoch, max(eval_steps) + 1, steps_per_epoch)})
@@ -215,6 +223,9 @@ class Measurements:
         self.steps_per_epoch = steps_per_epoch
         self.probe_images, self.probe_labels, self.bn_images = probe_images, probe_labels, bn_images
         self.on_eval = on_eval
+        # the probes, each compiled once for this model (pipeline/backend.py: compiled)
+        self.precise_bn = PreciseBN(model) if has_batch_norm(model) and len(bn_images) else None
+        self.gradient_norms = GradientNorms(model) if len(probe_images) else None
         self.rows: list[dict] = []
         self.step_losses: list[float] = []
         self.step = 0
@@ -283,20 +294,22 @@ class Measurements:
             return False
         return True
 
-    def validate(self, train_accuracy: float | None) -> bool:
-        """One evaluation at the current step; False (and a divergence row) when the model is broken."""
+    def validate(self, train_accuracy: float | None, probe: bool = True) -> bool:
+        """One evaluation at the current step, with the probes if `probe`; False (and a divergence row) when the model is broken."""
         measured = evaluate(self.model, self.data.val.images, self.data.val.labels)
         if measured is None or not weights_are_finite(self.model):
             self.mark_diverged()
             return False
         extra: dict[str, object] = {"val_loss": measured[0], "val_accuracy": measured[1]}
-        if has_batch_norm(self.model) and len(self.bn_images):
-            stats = population_statistics(self.model, self.bn_images)
-            probs = predict_with_statistics(self.model, self.data.val.images, stats, EVAL_BATCH_SIZE)
+        if not probe:
+            self._record(train_accuracy, extra)
+            return True
+        if self.precise_bn is not None:
+            probs = self.precise_bn.predict(self.bn_images, self.data.val.images, EVAL_BATCH_SIZE)
             recomputed = _scored(probs, self.data.val.labels)
             extra["val_accuracy_recomputed_bn"] = recomputed[1] if recomputed else None
-        if len(self.probe_images):
-            norms = kernel_gradient_norms(self.model, self.probe_images, self.probe_labels)
+        if self.gradient_norms is not None:
+            norms = self.gradient_norms(self.probe_images, self.probe_labels)
             extra.update({f"grad_norm/{layer}": norm for layer, norm in norms.items()})
         self._record(train_accuracy, extra)
         return True
@@ -392,7 +405,9 @@ def train_cell(
         losses = step_losses.read(last - first + 1)
         if not measured.add_segment(losses, seconds, len(picked), compile_step=last <= COMPILE_STEPS):
             break
-        if last in eval_steps and not measured.validate(float(fitted.history["accuracy"][-1])):
+        if last in eval_steps and not measured.validate(
+            float(fitted.history["accuracy"][-1]), probe=probes_at(last, eval_steps, train.probe_every)
+        ):
             break
         if checkpoints is not None and last % steps_per_epoch == 0:
             checkpoints.save(capture_state(model, order, measured))

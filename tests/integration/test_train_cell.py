@@ -115,6 +115,20 @@ def test_a_cell_without_bn_has_no_recomputed_accuracy(data):
     assert "val_accuracy_recomputed_bn" not in history and not any(c.startswith("grad_norm") for c in history)
 
 
+def test_probe_every_takes_the_probes_at_every_kth_evaluation_and_the_last(data):
+    every = train_cell(_settings(), data).history
+    sparse = train_cell(_settings(probe_every=3), data).history
+    # evaluations 0..8 at steps 0, 1, 2, 4, 7, 10, 14, 17, 20: probes at the 0th, 3rd, 6th and the last
+    probed = sparse["step"][sparse["grad_norm/conv1"].notna()].tolist()
+    assert probed == [0, 4, 14, 20]
+    assert sparse["step"][sparse["val_accuracy_recomputed_bn"].notna()].tolist() == probed
+    # the probes change nothing: the same validation curve, and the same probe values where both took them
+    pd.testing.assert_series_equal(sparse["val_accuracy"], every["val_accuracy"])
+    at = every["step"].isin(probed).to_numpy()
+    for column in ("grad_norm/conv1", "grad_norm/output", "val_accuracy_recomputed_bn"):
+        assert sparse.loc[at, column].to_numpy() == pytest.approx(every.loc[at, column].to_numpy())
+
+
 @pytest.mark.parametrize(
     ("steps_per_epoch", "evals_per_epoch", "epochs", "early", "expected"),
     [
