@@ -1,0 +1,225 @@
+"""Device check: warm workers sharing one GPU, at real dataset sizes, and the full default study's time from them.
+
+What it measures (a machine with an NVIDIA GPU, Keras on JAX: KERAS_BACKEND=jax):
+- k warm workers at once on the GPU (k = 1 and each of --workers), each with the runner's own slot
+  settings (`pipeline.runner.slot_config`: CPU threads cores/k, XLA_PYTHON_CLIENT_PREALLOCATE=false,
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/k). Each worker imports once, trains one small warm-up cell, waits
+  until every worker is warm, then trains its cells: the main study's settings (params.yaml: seed CNN,
+  evaluations, probes, determinism) at real sizes, a CIFAR-10 one (45,000 training images) and a
+  Fashion-MNIST one (54,000), `--epochs` each, on synthetic images of those shapes.
+- Per k: the window from the common start to the last cell's end; the cells' training images over it
+  (aggregate images/s, evaluation time included, against k = 1); each cell's wall time, compile time
+  and training-only images/s.
+- The main study (root params.yaml: `train`, `sweep` and `tuned` cells, with their epochs) on one
+  GPU, extrapolated from the best k: each cell costs its dataset's measured compile time plus its
+  epochs times the measured wall time per epoch (wall less compile, over the measured epochs: the
+  step-0 and test evaluations counted as epoch time, so the estimate errs long), over k workers.
+
+Run:    KERAS_BACKEND=jax python -m benchmarks.gpu_study --out DIR [--workers 4 8] [--epochs 2] [--fraction 1]
+Writes: DIR/gpu_study.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+# real sizes: the official training set less the 10% held out, the official test set
+SHAPES = {"cifar10": ((32, 32, 3), 45_000, 5_000), "fashion_mnist": ((28, 28, 1), 54_000, 6_000)}
+TEST_IMAGES = 10_000
+
+
+def write_dataset(folder: Path, dataset: str, fraction: float = 1.0) -> None:
+    """Synthetic images of the dataset's shape and sizes (times `fraction`): a template per class plus noise."""
+    import numpy as np
+
+    from pipeline.data.datasets import DATASETS
+    from pipeline.data.prepared import Split, channel_stats, write_prepared
+
+    shape, train, val = SHAPES[dataset]
+    rng = np.random.default_rng(0)
+    templates = rng.integers(0, 256, size=(10, *shape))
+
+    def split(n: int) -> Split:
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        noise = rng.normal(0, 60, size=(n, *shape)).astype(np.float32)
+        return Split(np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels)
+
+    sizes = {"train": train, "val": val, "test": TEST_IMAGES}
+    splits = {name: split(max(64, round(n * fraction))) for name, n in sizes.items()}
+    mean, std = channel_stats(splits["train"].images)
+    names = list(DATASETS[dataset].class_names)
+    write_prepared(folder / dataset, splits, {"mean": mean, "std": std, "class_names": names, "data_digest": "-"})
+
+
+def main_study_cells() -> list[tuple[str, int]]:
+    """(dataset, epochs) of every train, sweep and tuned cell of the main study (root params.yaml)."""
+    from pipeline.cells import cell_settings, expand_matrix, expand_sweep, sweep_settings
+    from pipeline.params import load_params
+
+    params = load_params(Path("params.yaml"))
+    fixed = [(c.dataset, cell_settings(params, c).train.epochs) for c in expand_matrix(params)]
+    sweep = [(c.dataset, sweep_settings(params, c).train.epochs) for c in expand_sweep(params)]
+    return fixed + sweep + fixed  # tuned: the fixed cells again, each at its chosen rate
+
+
+def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
+    """One warm worker: a warm-up cell, then (after `go` appears) one cell per dataset, measured."""
+    from pipeline.backend import apply_determinism
+
+    apply_determinism(True)  # before JAX starts: XLA reads its flags once
+    import keras
+
+    from pipeline.cells import expand_matrix
+    from pipeline.data.prepared import load_prepared
+    from pipeline.params import apply_axes, load_params
+    from pipeline.training import train_cell
+
+    params = load_params(Path("params.yaml"))
+    chosen = {"activation": "relu", "bn": "post", "dropout": 0.0}  # one configuration of the matrix
+    cells = {c.dataset: c for c in expand_matrix(params) if all(c[k] == v for k, v in chosen.items())}
+    datasets = {name: load_prepared(data / name) for name in SHAPES}
+
+    def settings(dataset: str, epochs: int):
+        """The study's cell for `dataset`, with this worker's seed and `epochs`."""
+        return apply_axes(params.train, {**cells[dataset].as_dict(), "seed": slot, "train.epochs": epochs})
+
+    small = datasets["cifar10"]
+    warm = type(small)(train=type(small.train)(small.train.images[:1024], small.train.labels[:1024]),
+                       val=small.val, test=small.test, meta=small.meta)  # fmt: skip
+    train_cell(settings("cifar10", 1), warm)
+    go.parent.joinpath(f"ready-{slot}").touch()
+    while not go.exists():
+        time.sleep(0.05)
+    records = []
+    for dataset in SHAPES:
+        keras.backend.clear_session()
+        began = time.time()
+        result = train_cell(settings(dataset, epochs), datasets[dataset])
+        records.append({
+            "dataset": dataset, "began": began, "ended": time.time(),
+            "images": len(datasets[dataset].train.labels) * epochs,
+            "compile_s": result.summary["compile_seconds"], "train_s": result.summary["train_seconds"],
+            "train_images_per_s": result.summary["throughput_images_per_s"],
+            "outcome": result.summary["outcome"],
+        })  # fmt: skip
+    out.write_text(json.dumps(records))
+
+
+def run_workers(data: Path, k: int, epochs: int, work: Path, cache: Path | None) -> dict:
+    from pipeline.runner import slot_config
+    from pipeline.runner_worker import slot_environment
+
+    config = slot_config(k, None, None)
+    folder = work / f"k{k}-{'cache' if cache else 'nocache'}"
+    folder.mkdir()
+    # JAX's persistent compilation cache: a cell compiles the same programs as every other cell of its
+    # shapes (the weights are arguments), so with it only the first cell of a kind compiles
+    caching = {"JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    go = folder / "go"
+    procs = []
+    for slot in range(k):
+        env = {**os.environ, **slot_environment(config, slot), **(caching if cache else {})}
+        command = [sys.executable, "-m", "benchmarks.gpu_study", "--worker", str(data), str(slot), str(epochs),
+                   str(go), str(folder / f"out-{slot}.json")]  # fmt: skip
+        log = (folder / f"log-{slot}.txt").open("w")
+        procs.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
+    while len(list(folder.glob("ready-*"))) < k:
+        if any(p.poll() not in (None, 0) for p in procs):
+            break
+        time.sleep(0.05)
+    start = time.time()
+    go.touch()
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        tails = [(folder / f"log-{s}.txt").read_text()[-2000:] for s, c in enumerate(codes) if c]
+        return {"k": k, "cache": bool(cache), "failed": codes, "log_tails": tails}
+    cells = [r for s in range(k) for r in json.loads((folder / f"out-{s}.json").read_text())]
+    window = max(r["ended"] for r in cells) - start
+    per_dataset = {}
+    for dataset in SHAPES:
+        mine = [r for r in cells if r["dataset"] == dataset]
+        walls = [r["ended"] - r["began"] for r in mine]
+        per_dataset[dataset] = {
+            "cell_wall_s": median(walls),
+            "compile_s": median(r["compile_s"] for r in mine),
+            "epoch_wall_s": median((w - r["compile_s"]) / epochs for w, r in zip(walls, mine, strict=True)),
+            "train_images_per_s_per_cell": median(r["train_images_per_s"] for r in mine),
+        }
+    return {
+        "k": k,
+        "cache": bool(cache),
+        "threads_per_worker": config.threads,
+        "memory_fraction": config.gpu_memory_fraction,
+        "window_s": window,
+        "aggregate_images_per_s": sum(r["images"] for r in cells) / window,
+        "per_dataset": per_dataset,
+        "outcomes": sorted({r["outcome"] for r in cells}),
+    }
+
+
+def extrapolate(measured: dict, cells: list[tuple[str, int]]) -> float:
+    """Seconds for `cells` on one GPU with measured['k'] workers, each cell as its dataset measured."""
+    per = measured["per_dataset"]
+    total = sum(per[d]["compile_s"] + epochs * per[d]["epoch_wall_s"] for d, epochs in cells)
+    return total / measured["k"]
+
+
+def summarize(record: dict) -> None:
+    """Each run's aggregate against one worker's with the same cache setting, and the main study's time."""
+    good = [r for r in record["runs"] if "failed" not in r]
+    for r in good:
+        one = next((o for o in good if o["k"] == 1 and o["cache"] == r["cache"]), None)
+        if one:
+            r["aggregate_vs_one"] = r["aggregate_images_per_s"] / one["aggregate_images_per_s"]
+    cells = main_study_cells()
+    record["main_study"] = {
+        "cells": len(cells),
+        "cell_epochs": sum(e for _, e in cells),
+        "extrapolated_minutes": {f"k={r['k']}, cache={r['cache']}": extrapolate(r, cells) / 60 for r in good},
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        data, slot, epochs, go, out = sys.argv[2:7]
+        worker(Path(data), int(slot), int(epochs), Path(go), Path(out))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--workers", type=int, nargs="*", default=[4, 8], help="k > 1 to run besides k = 1")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--fraction", type=float, default=1.0, help="of the real sizes (a smoke run on a CPU)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bnbench-gpu-study-"))
+    for dataset in SHAPES:
+        write_dataset(work / "data", dataset, args.fraction)
+    from importlib import metadata
+
+    record: dict = {
+        "versions": {n: metadata.version(n) for n in ("jax", "jaxlib", "keras")},
+        "epochs": args.epochs,
+        "fraction_of_real_sizes": args.fraction,
+    }
+    record["runs"] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = work / "jax-cache"
+    # most telling first, so that a run cut short still says the most: the cache's effect comes last
+    for k, cached in [(1, True), *((k, True) for k in sorted(args.workers, reverse=True)), (1, False)]:
+        record["runs"].append(run_workers(work / "data", k, args.epochs, work, cache if cached else None))
+        print(json.dumps(record["runs"][-1]), flush=True)
+        summarize(record)
+        (args.out / "gpu_study.json").write_text(json.dumps(record, indent=2) + "\n")  # so far, if cut short
+    print(json.dumps(record["main_study"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
