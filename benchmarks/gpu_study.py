@@ -15,7 +15,12 @@ What it measures (a machine with an NVIDIA GPU, Keras on JAX: KERAS_BACKEND=jax)
   epochs times the measured wall time per epoch (wall less compile, over the measured epochs: the
   step-0 and test evaluations counted as epoch time, so the estimate errs long), over k workers.
 
+- With --batch-sizes: a bare Keras fit of the same CIFAR-10 model, one epoch, alone on the GPU, at
+  each batch size: if images/s grow with the batch as fast as the batch, each step's cost is a fixed
+  per-step overhead, not the GPU's arithmetic.
+
 Run:    KERAS_BACKEND=jax python -m benchmarks.gpu_study --out DIR [--workers 4 8] [--epochs 2] [--fraction 1]
+                                                     [--skip-uncached] [--batch-sizes 32 128 512]
 Writes: DIR/gpu_study.json
 """
 
@@ -113,6 +118,41 @@ def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
     out.write_text(json.dumps(records))
 
 
+def bare_fit_rates(data: Path, batch_sizes: list[int], out: Path) -> None:
+    """Images/s of a bare `fit` (the study's CIFAR-10 cell, no evaluations) at each batch size, in this process."""
+    from pipeline.backend import apply_determinism
+
+    apply_determinism(True)
+    import keras
+
+    from pipeline.cells import expand_matrix
+    from pipeline.data.prepared import load_prepared
+    from pipeline.models import build_model, model_spec
+    from pipeline.optimizers import build_optimizer
+    from pipeline.params import apply_axes, load_params
+
+    params = load_params(Path("params.yaml"))
+    cell = next(c for c in expand_matrix(params) if c.dataset == "cifar10" and c["bn"] == "post")
+    settings = apply_axes(params.train, cell.as_dict())
+    prepared = load_prepared(data / "cifar10")
+    images, labels = prepared.train.images, prepared.train.labels
+    rates = {}
+    for batch in batch_sizes:
+        keras.backend.clear_session()
+        model = build_model(model_spec(settings), prepared.input_shape, prepared.num_classes)
+        model.compile(optimizer=build_optimizer(settings.train.optimizer), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], jit_compile=True)  # fmt: skip
+        model.fit(images[: batch * 20], labels[: batch * 20], batch_size=batch, verbose=0)  # compile
+        began = time.perf_counter()
+        model.fit(images, labels, batch_size=batch, epochs=1, verbose=0)
+        seconds = time.perf_counter() - began
+        rates[str(batch)] = {
+            "images_per_s": len(labels) / seconds,
+            "ms_per_step": 1000 * seconds / -(-len(labels) // batch),
+        }
+    out.write_text(json.dumps(rates))
+
+
 def run_workers(data: Path, k: int, epochs: int, work: Path, cache: Path | None) -> dict:
     from pipeline.runner import slot_config
     from pipeline.runner_worker import slot_environment
@@ -192,11 +232,16 @@ def main() -> int:
         data, slot, epochs, go, out = sys.argv[2:7]
         worker(Path(data), int(slot), int(epochs), Path(go), Path(out))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-fits":
+        bare_fit_rates(Path(sys.argv[2]), [int(b) for b in sys.argv[4:]], Path(sys.argv[3]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--workers", type=int, nargs="*", default=[4, 8], help="k > 1 to run besides k = 1")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--fraction", type=float, default=1.0, help="of the real sizes (a smoke run on a CPU)")
+    parser.add_argument("--skip-uncached", action="store_true", help="no k = 1 run without the compilation cache")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="bare fits at these batch sizes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bnbench-gpu-study-"))
     for dataset in SHAPES:
@@ -212,12 +257,20 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = work / "jax-cache"
     # most telling first, so that a run cut short still says the most: the cache's effect comes last
-    for k, cached in [(1, True), *((k, True) for k in sorted(args.workers, reverse=True)), (1, False)]:
+    runs = [(1, True), *((k, True) for k in sorted(args.workers, reverse=True))]
+    for k, cached in runs + ([] if args.skip_uncached else [(1, False)]):
         record["runs"].append(run_workers(work / "data", k, args.epochs, work, cache if cached else None))
         print(json.dumps(record["runs"][-1]), flush=True)
         summarize(record)
         (args.out / "gpu_study.json").write_text(json.dumps(record, indent=2) + "\n")  # so far, if cut short
     print(json.dumps(record["main_study"]), flush=True)
+    if args.batch_sizes:
+        out = work / "bare-fits.json"
+        command = [sys.executable, "-m", "benchmarks.gpu_study", "--bare-fits", str(work / "data"), str(out)]
+        subprocess.run([*command, *map(str, args.batch_sizes)], check=True)
+        record["bare_fit_by_batch_size"] = json.loads(out.read_text())
+        print(json.dumps(record["bare_fit_by_batch_size"]), flush=True)
+        (args.out / "gpu_study.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
