@@ -113,6 +113,7 @@ class TrainParams(_Strict):
     # the probes above at every k-th evaluation (step 0 and the last planned one always): at each they
     # cost about as much as the validation pass, so k trades their resolution in steps for time
     probe_every: int = Field(default=1, ge=1)
+    steps_per_execution: int = Field(default=1, ge=1)  # training steps per call of the compiled step
     bn_momentum: float = Field(gt=0, lt=1)  # moving-statistics decay of BatchNormalization
     bn_epsilon: float = Field(gt=0)
     # post only: whether the Conv/Dense layer before the activation and BN keeps its bias

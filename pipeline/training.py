@@ -375,6 +375,9 @@ def train_cell(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", step_losses],
         jit_compile=backend.jit_compile(train.deterministic),  # pipeline/backend.py: XLA, where and why
+        # TensorFlow runs this many steps per call of its compiled step, a loop in the graph: the same
+        # steps in the same order, less Python per step (Keras' JAX trainer loops in Python either way)
+        steps_per_execution=train.steps_per_execution,
     )
     probe = _probe_indices(settings.seed, n, train.gradient_probe)
     bn_sample = _probe_indices(settings.seed, n, train.bn_probe)

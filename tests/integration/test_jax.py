@@ -17,13 +17,14 @@ ON_JAX = [
     "tests/integration/test_backend.py",
     "tests/integration/test_train_cell.py::test_one_cell_trains_and_measures",
     "tests/integration/test_train_cell.py::test_probe_every_takes_the_probes_at_every_kth_evaluation_and_the_last",
+    "tests/integration/test_train_cell.py::test_steps_per_execution_runs_the_same_steps",
     "tests/integration/test_probes.py",
     "tests/integration/test_train_cell.py::test_step_losses_are_each_steps_own_loss_not_the_running_mean",
     "tests/integration/test_train_cell.py::test_test_split_is_evaluated_once_after_training",
     "tests/integration/test_train_cell.py::test_divergence_is_an_outcome_not_a_crash",
     "tests/integration/test_train_cell.py::test_nan_weights_are_divergence_even_when_outputs_look_finite",
 ]
-PASSED_ON_JAX = 15  # test_backend.py's 7, the 6 train_cell tests and the 2 probe tests above
+PASSED_ON_JAX = 16  # test_backend.py's 7, the 7 train_cell tests and the 2 probe tests above
 
 
 def test_the_cell_tests_pass_on_jax():

@@ -129,6 +129,17 @@ def test_probe_every_takes_the_probes_at_every_kth_evaluation_and_the_last(data)
         assert sparse.loc[at, column].to_numpy() == pytest.approx(every.loc[at, column].to_numpy())
 
 
+def test_steps_per_execution_runs_the_same_steps(data):
+    one = train_cell(_settings(), data)
+    # 3 steps per call: segments of 1, 1, 2, 3 and 4 steps, and epochs of 10, end mid-call
+    three = train_cell(_settings(steps_per_execution=3), data)
+    assert three.model.steps_per_execution == 3
+    untimed = [c for c in one.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(three.history[untimed], one.history[untimed])
+    pd.testing.assert_frame_equal(three.steps, one.steps)
+    assert three.summary["test_accuracy"] == one.summary["test_accuracy"]
+
+
 @pytest.mark.parametrize(
     ("steps_per_epoch", "evals_per_epoch", "epochs", "early", "expected"),
     [
