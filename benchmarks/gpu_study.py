@@ -16,11 +16,12 @@ What it measures (a machine with an NVIDIA GPU, Keras on JAX: KERAS_BACKEND=jax)
   step-0 and test evaluations counted as epoch time, so the estimate errs long), over k workers.
 
 - With --batch-sizes: a bare Keras fit of the same CIFAR-10 model, one epoch, alone on the GPU, at
-  each batch size: if images/s grow with the batch as fast as the batch, each step's cost is a fixed
-  per-step overhead, not the GPU's arithmetic.
+  each batch size, with `train.deterministic` true and false (each in a fresh process): if images/s
+  grow with the batch as fast as the batch, each step's cost is a fixed per-step overhead, not the
+  GPU's arithmetic; the two modes say what determinism costs at each size.
 
 Run:    KERAS_BACKEND=jax python -m benchmarks.gpu_study --out DIR [--workers 4 8] [--epochs 2] [--fraction 1]
-                                                     [--skip-uncached] [--batch-sizes 32 128 512]
+                                                     [--skip-uncached] [--batch-sizes 32 128 512] [--only-bare-fits]
 Writes: DIR/gpu_study.json
 """
 
@@ -118,11 +119,11 @@ def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
     out.write_text(json.dumps(records))
 
 
-def bare_fit_rates(data: Path, batch_sizes: list[int], out: Path) -> None:
+def bare_fit_rates(data: Path, batch_sizes: list[int], deterministic: bool, out: Path) -> None:
     """Images/s of a bare `fit` (the study's CIFAR-10 cell, no evaluations) at each batch size, in this process."""
     from pipeline.backend import apply_determinism
 
-    apply_determinism(True)
+    apply_determinism(deterministic)  # before JAX starts: XLA reads its flags once
     import keras
 
     from pipeline.cells import expand_matrix
@@ -233,7 +234,7 @@ def main() -> int:
         worker(Path(data), int(slot), int(epochs), Path(go), Path(out))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "--bare-fits":
-        bare_fit_rates(Path(sys.argv[2]), [int(b) for b in sys.argv[4:]], Path(sys.argv[3]))
+        bare_fit_rates(Path(sys.argv[2]), [int(b) for b in sys.argv[5:]], sys.argv[4] == "1", Path(sys.argv[3]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -242,6 +243,7 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=1.0, help="of the real sizes (a smoke run on a CPU)")
     parser.add_argument("--skip-uncached", action="store_true", help="no k = 1 run without the compilation cache")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[], help="bare fits at these batch sizes")
+    parser.add_argument("--only-bare-fits", action="store_true", help="no worker runs, only the bare fits")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bnbench-gpu-study-"))
     for dataset in SHAPES:
@@ -258,18 +260,20 @@ def main() -> int:
     cache = work / "jax-cache"
     # most telling first, so that a run cut short still says the most: the cache's effect comes last
     runs = [(1, True), *((k, True) for k in sorted(args.workers, reverse=True))]
-    for k, cached in runs + ([] if args.skip_uncached else [(1, False)]):
+    runs += [] if args.skip_uncached else [(1, False)]
+    for k, cached in [] if args.only_bare_fits else runs:
         record["runs"].append(run_workers(work / "data", k, args.epochs, work, cache if cached else None))
         print(json.dumps(record["runs"][-1]), flush=True)
         summarize(record)
         (args.out / "gpu_study.json").write_text(json.dumps(record, indent=2) + "\n")  # so far, if cut short
-    print(json.dumps(record["main_study"]), flush=True)
-    if args.batch_sizes:
-        out = work / "bare-fits.json"
+    print(json.dumps(record.get("main_study")), flush=True)
+    for deterministic in (True, False) if args.batch_sizes else ():
+        out = work / f"bare-fits-{deterministic}.json"
         command = [sys.executable, "-m", "benchmarks.gpu_study", "--bare-fits", str(work / "data"), str(out)]
-        subprocess.run([*command, *map(str, args.batch_sizes)], check=True)
-        record["bare_fit_by_batch_size"] = json.loads(out.read_text())
-        print(json.dumps(record["bare_fit_by_batch_size"]), flush=True)
+        subprocess.run([*command, str(int(deterministic)), *map(str, args.batch_sizes)], check=True)
+        key = f"bare_fit_by_batch_size{'' if deterministic else '_not_deterministic'}"
+        record[key] = json.loads(out.read_text())
+        print(key, json.dumps(record[key]), flush=True)
         (args.out / "gpu_study.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
