@@ -61,8 +61,3 @@ class GradientNorms:
         return {
             name: float(norm) for (name, _), norm in zip(self._kernels, keras.ops.convert_to_numpy(values), strict=True)
         }
-
-
-def kernel_gradient_norms(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """{layer name: L2 norm of d loss / d kernel} for every layer with a kernel, in layer order (compiles anew)."""
-    return GradientNorms(model)(images, labels)

@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 from pipeline import training
-from pipeline.gradients import kernel_gradient_norms
+from pipeline.gradients import GradientNorms
 from pipeline.models import ModelSpec, build_model
 from pipeline.precise_bn import PreciseBN
 from tests.integration.test_train_cell import _settings, data  # noqa: F401  (the module's data fixture)
@@ -25,15 +25,15 @@ def test_gradient_norms_leave_the_model_alone_and_match_a_direct_computation(dat
     images, labels = data.train.images[:64], data.train.labels[:64]
     model = build_model(ModelSpec("mlp", "relu", "pre", 0.5, 0.99, 0.001), data.input_shape, data.num_classes)
     before = _snapshot(model)
-    norms = kernel_gradient_norms(model, images, labels)
+    norms = GradientNorms(model)(images, labels)
     assert list(norms) == ["dense1", "dense2", "dense3", "output"] and all(n > 0 for n in norms.values())
     # BN's moving statistics, the weights and the dropout seed are as they were: the same norms again
     assert all(np.array_equal(a, b) for a, b in zip(before, _snapshot(model), strict=True))
-    assert kernel_gradient_norms(model, images, labels) == norms
+    assert GradientNorms(model)(images, labels) == norms
 
     plain = build_model(ModelSpec("mlp", "relu", "off", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
     expected = [float(np.linalg.norm(g)) for g in _kernel_gradients_op_by_op(plain, images, labels)]
-    assert list(kernel_gradient_norms(plain, images, labels).values()) == pytest.approx(expected, rel=1e-5)
+    assert list(GradientNorms(plain)(images, labels).values()) == pytest.approx(expected, rel=1e-5)
 
 
 def _kernel_gradients_op_by_op(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
@@ -95,3 +95,23 @@ def test_recomputed_bn_statistics_ignore_wrong_moving_averages(data):  # noqa: F
     assert np.array_equal(recomputed_after, recomputed)  # the re-estimated evaluation is unaffected
     assert np.array_equal(keras.ops.convert_to_numpy(bn3.moving_variance), wrong)  # and left the model as it was
     assert isinstance(bn3, layers.BatchNormalization)
+
+
+def test_compiled_probes_read_the_weights_of_the_moment_not_those_of_their_first_call(data):  # noqa: F811
+    """jax.jit bakes an array a function captures into its program: the probes must take the weights as arguments."""
+    keras.utils.set_random_seed(0)
+    images, labels = data.train.images[:64], data.train.labels[:64]
+    model = build_model(ModelSpec("mlp", "relu", "pre", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
+    gradients, precise = GradientNorms(model), PreciseBN(model)
+    before = gradients(images, labels), precise.statistics(images), precise.predict(images, data.val.images, 64)
+    kernel = model.get_layer("dense1").kernel
+    kernel.assign(kernel * 2.0)  # the compiled programs exist now; a later call must see this
+    after = gradients(images, labels), precise.statistics(images), precise.predict(images, data.val.images, 64)
+    assert after[0] != before[0]
+    assert not np.allclose(after[1]["bn1"][0], before[1]["bn1"][0])
+    assert not np.allclose(after[2], before[2])
+    # and what a fresh probe, compiled after the change, measures
+    fresh = PreciseBN(model)
+    assert after[0] == pytest.approx(GradientNorms(model)(images, labels), rel=1e-6)
+    assert after[1]["bn1"][0] == pytest.approx(fresh.statistics(images)["bn1"][0], rel=1e-5, abs=1e-6)
+    assert after[2] == pytest.approx(fresh.predict(images, data.val.images, 64), rel=1e-5, abs=1e-6)
