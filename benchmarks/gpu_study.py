@@ -136,9 +136,11 @@ def bare_fit_rates(data: Path, batch_sizes: list[int], deterministic: bool, out:
     cell = next(c for c in expand_matrix(params) if c.dataset == "cifar10" and c["bn"] == "post")
     settings = apply_axes(params.train, cell.as_dict())
     prepared = load_prepared(data / "cifar10")
-    images, labels = prepared.train.images, prepared.train.labels
     rates = {}
     for batch in batch_sizes:
+        # whole batches only: a last, smaller batch would compile a step of its own inside the timed epoch
+        whole = len(prepared.train.labels) // batch * batch
+        images, labels = prepared.train.images[:whole], prepared.train.labels[:whole]
         keras.backend.clear_session()
         model = build_model(model_spec(settings), prepared.input_shape, prepared.num_classes)
         model.compile(optimizer=build_optimizer(settings.train.optimizer), loss="sparse_categorical_crossentropy",
