@@ -37,32 +37,16 @@ import time
 from pathlib import Path
 from statistics import median
 
+from benchmarks.one_cell import write_data
+
 # real sizes: the official training set less the 10% held out, the official test set
-SHAPES = {"cifar10": ((32, 32, 3), 45_000, 5_000), "fashion_mnist": ((28, 28, 1), 54_000, 6_000)}
-TEST_IMAGES = 10_000
+SIZES = {"cifar10": (45_000, 5_000, 10_000), "fashion_mnist": (54_000, 6_000, 10_000)}
 
 
 def write_dataset(folder: Path, dataset: str, fraction: float = 1.0) -> None:
-    """Synthetic images of the dataset's shape and sizes (times `fraction`): a template per class plus noise."""
-    import numpy as np
-
-    from pipeline.data.datasets import DATASETS
-    from pipeline.data.prepared import Split, channel_stats, write_prepared
-
-    shape, train, val = SHAPES[dataset]
-    rng = np.random.default_rng(0)
-    templates = rng.integers(0, 256, size=(10, *shape))
-
-    def split(n: int) -> Split:
-        labels = rng.integers(0, 10, size=n).astype(np.uint8)
-        noise = rng.normal(0, 60, size=(n, *shape)).astype(np.float32)
-        return Split(np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels)
-
-    sizes = {"train": train, "val": val, "test": TEST_IMAGES}
-    splits = {name: split(max(64, round(n * fraction))) for name, n in sizes.items()}
-    mean, std = channel_stats(splits["train"].images)
-    names = list(DATASETS[dataset].class_names)
-    write_prepared(folder / dataset, splits, {"mean": mean, "std": std, "class_names": names, "data_digest": "-"})
+    """Synthetic images of the dataset's shape and sizes (times `fraction`, at least 64 each)."""
+    train, val, test = (max(64, round(n * fraction)) for n in SIZES[dataset])
+    write_data(folder / dataset, train, val, test, dataset)
 
 
 def main_study_cells() -> list[tuple[str, int]]:
@@ -91,7 +75,7 @@ def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
     params = load_params(Path("params.yaml"))
     chosen = {"activation": "relu", "bn": "post", "dropout": 0.0}  # one configuration of the matrix
     cells = {c.dataset: c for c in expand_matrix(params) if all(c[k] == v for k, v in chosen.items())}
-    datasets = {name: load_prepared(data / name) for name in SHAPES}
+    datasets = {name: load_prepared(data / name) for name in SIZES}
 
     def settings(dataset: str, epochs: int):
         """The study's cell for `dataset`, with this worker's seed and `epochs`."""
@@ -105,7 +89,7 @@ def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
     while not go.exists():
         time.sleep(0.05)
     records = []
-    for dataset in SHAPES:
+    for dataset in SIZES:
         keras.backend.clear_session()
         began = time.time()
         result = train_cell(settings(dataset, epochs), datasets[dataset])
@@ -187,7 +171,7 @@ def run_workers(data: Path, k: int, epochs: int, work: Path, cache: Path | None)
     cells = [r for s in range(k) for r in json.loads((folder / f"out-{s}.json").read_text())]
     window = max(r["ended"] for r in cells) - start
     per_dataset = {}
-    for dataset in SHAPES:
+    for dataset in SIZES:
         mine = [r for r in cells if r["dataset"] == dataset]
         walls = [r["ended"] - r["began"] for r in mine]
         per_dataset[dataset] = {
@@ -248,7 +232,7 @@ def main() -> int:
     parser.add_argument("--only-bare-fits", action="store_true", help="no worker runs, only the bare fits")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bnbench-gpu-study-"))
-    for dataset in SHAPES:
+    for dataset in SIZES:
         write_dataset(work / "data", dataset, args.fraction)
     from importlib import metadata
 

@@ -24,23 +24,25 @@ SETTINGS = {
 }  # fmt: skip
 
 
-def write_data(folder: Path, train: int, val: int, test: int) -> None:
-    """Synthetic CIFAR-10-shaped images: a template per class plus noise, so that there is something to learn."""
+def write_data(folder: Path, train: int, val: int, test: int, dataset: str = "cifar10") -> None:
+    """Synthetic images of `dataset`'s shape: a template per class plus noise, so that there is something to learn."""
     import numpy as np
 
+    from pipeline.data.datasets import DATASETS
     from pipeline.data.prepared import Split, channel_stats, write_prepared
 
+    descriptor = DATASETS[dataset]
     rng = np.random.default_rng(0)
-    templates = rng.integers(0, 256, size=(10, 32, 32, 3))
+    templates = rng.integers(0, 256, size=(10, *descriptor.input_shape))
 
     def split(n: int) -> Split:
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
-        noise = rng.normal(0, 60, size=(n, 32, 32, 3))
+        noise = rng.normal(0, 60, size=(n, *descriptor.input_shape))
         return Split(np.clip(templates[labels] + noise, 0, 255).astype(np.uint8), labels)
 
     splits = {"train": split(train), "val": split(val), "test": split(test)}
     mean, std = channel_stats(splits["train"].images)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = list(descriptor.class_names)
     meta = {"mean": mean, "std": std, "class_names": names, "data_digest": "synthetic", "published_data": False}
     write_prepared(folder, splits, meta)
 
