@@ -301,18 +301,22 @@ class Measurements:
             self.mark_diverged()
             return False
         extra: dict[str, object] = {"val_loss": measured[0], "val_accuracy": measured[1]}
-        if not probe:
-            self._record(train_accuracy, extra)
-            return True
+        if probe:
+            extra.update(self.probes())
+        self._record(train_accuracy, extra)
+        return True
+
+    def probes(self) -> dict[str, object]:
+        """The re-estimated-BN validation accuracy (BN cells) and the per-layer gradient norms, as history columns."""
+        columns: dict[str, object] = {}
         if self.precise_bn is not None:
             probs = self.precise_bn.predict(self.bn_images, self.data.val.images, EVAL_BATCH_SIZE)
             recomputed = _scored(probs, self.data.val.labels)
-            extra["val_accuracy_recomputed_bn"] = recomputed[1] if recomputed else None
+            columns["val_accuracy_recomputed_bn"] = recomputed[1] if recomputed else None
         if self.gradient_norms is not None:
             norms = self.gradient_norms(self.probe_images, self.probe_labels)
-            extra.update({f"grad_norm/{layer}": norm for layer, norm in norms.items()})
-        self._record(train_accuracy, extra)
-        return True
+            columns.update({f"grad_norm/{layer}": norm for layer, norm in norms.items()})
+        return columns
 
 
 def _probe_indices(seed: int, n: int, size: int) -> np.ndarray:
