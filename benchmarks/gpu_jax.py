@@ -1,7 +1,7 @@
 """Device check: a cell on an NVIDIA GPU with Keras' JAX backend, deterministic or not, and shared by four.
 
 What it measures (one machine with a GPU, JAX's CUDA plugin, KERAS_BACKEND=jax):
-1. `train.deterministic: true` (XLA_FLAGS --xla_gpu_deterministic_ops=true, pipeline/backend.py): the
+1. `train.deterministic: true` (XLA_FLAGS --xla_gpu_deterministic_ops=true, pipeline/cell/backend.py): the
    same cell trained twice, each in a fresh process; whether every measurement but time is identical.
 2. The same with `train.deterministic: false`: how far two runs of one seed drift apart on a GPU.
 3. Four cells at once on the GPU, each process capped as a runner slot or a Ray task with

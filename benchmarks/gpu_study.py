@@ -2,7 +2,7 @@
 
 What it measures (a machine with an NVIDIA GPU, Keras on JAX: KERAS_BACKEND=jax):
 - k warm workers at once on the GPU (k = 1 and each of --workers), each with the runner's own slot
-  settings (`pipeline.runner.slot_config`: CPU threads cores/k, XLA_PYTHON_CLIENT_PREALLOCATE=false,
+  settings (`pipeline.runner.local.slot_config`: CPU threads cores/k, XLA_PYTHON_CLIENT_PREALLOCATE=false,
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.9/k). Each worker imports once, trains one small warm-up cell, waits
   until every worker is warm, then trains its cells: the main study's settings (params.yaml: seed CNN,
   evaluations, probes, determinism) at real sizes, a CIFAR-10 one (45,000 training images) and a
@@ -51,8 +51,8 @@ def write_dataset(folder: Path, dataset: str, fraction: float = 1.0) -> None:
 
 def main_study_cells() -> list[tuple[str, int]]:
     """(dataset, epochs) of every train, sweep and tuned cell of the main study (root params.yaml)."""
-    from pipeline.cells import cell_settings, expand_matrix, expand_sweep, sweep_settings
-    from pipeline.params import load_params
+    from pipeline.study.cells import cell_settings, expand_matrix, expand_sweep, sweep_settings
+    from pipeline.study.params import load_params
 
     params = load_params(Path("params.yaml"))
     fixed = [(c.dataset, cell_settings(params, c).train.epochs) for c in expand_matrix(params)]
@@ -62,15 +62,16 @@ def main_study_cells() -> list[tuple[str, int]]:
 
 def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
     """One warm worker: a warm-up cell, then (after `go` appears) one cell per dataset, measured."""
-    from pipeline.backend import apply_determinism
+    from pipeline.cell.backend import apply_determinism
 
     apply_determinism(True)  # before JAX starts: XLA reads its flags once
     import keras
 
-    from pipeline.cells import expand_matrix
+    from pipeline.cell.training import train_cell
     from pipeline.data.prepared import load_prepared
-    from pipeline.params import apply_axes, load_params
-    from pipeline.training import train_cell
+    from pipeline.study.axes import apply_axes
+    from pipeline.study.cells import expand_matrix
+    from pipeline.study.params import load_params
 
     params = load_params(Path("params.yaml"))
     chosen = {"activation": "relu", "bn": "post", "dropout": 0.0}  # one configuration of the matrix
@@ -105,16 +106,17 @@ def worker(data: Path, slot: int, epochs: int, go: Path, out: Path) -> None:
 
 def bare_fit_rates(data: Path, batch_sizes: list[int], deterministic: bool, out: Path) -> None:
     """Images/s of a bare `fit` (the study's CIFAR-10 cell, no evaluations) at each batch size, in this process."""
-    from pipeline.backend import apply_determinism
+    from pipeline.cell.backend import apply_determinism
 
     apply_determinism(deterministic)  # before JAX starts: XLA reads its flags once
     import keras
 
-    from pipeline.cells import expand_matrix
+    from pipeline.cell.models import build_model, model_spec
+    from pipeline.cell.optimizers import build_optimizer
     from pipeline.data.prepared import load_prepared
-    from pipeline.models import build_model, model_spec
-    from pipeline.optimizers import build_optimizer
-    from pipeline.params import apply_axes, load_params
+    from pipeline.study.axes import apply_axes
+    from pipeline.study.cells import expand_matrix
+    from pipeline.study.params import load_params
 
     params = load_params(Path("params.yaml"))
     cell = next(c for c in expand_matrix(params) if c.dataset == "cifar10" and c["bn"] == "post")
@@ -141,8 +143,8 @@ def bare_fit_rates(data: Path, batch_sizes: list[int], deterministic: bool, out:
 
 
 def run_workers(data: Path, k: int, epochs: int, work: Path, cache: Path | None) -> dict:
-    from pipeline.runner import slot_config
-    from pipeline.runner_worker import slot_environment
+    from pipeline.runner.local import slot_config
+    from pipeline.runner.worker import slot_environment
 
     config = slot_config(k, None, None)
     folder = work / f"k{k}-{'cache' if cache else 'nocache'}"

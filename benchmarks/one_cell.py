@@ -49,13 +49,13 @@ def write_data(folder: Path, train: int, val: int, test: int, dataset: str = "ci
 
 def child(data: Path, deterministic: bool, out: Path) -> None:
     """One cell in this process; its measurements, time and device memory into `out`."""
-    from pipeline.backend import apply_determinism, name
+    from pipeline.cell.backend import apply_determinism, name
 
     apply_determinism(deterministic)  # before the backend starts: XLA reads its flags once
+    from pipeline.cell.device import check_device
+    from pipeline.cell.training import train_cell
     from pipeline.data.prepared import load_prepared
-    from pipeline.device import check_device
-    from pipeline.params import CellSettings
-    from pipeline.training import train_cell
+    from pipeline.study.schema import CellSettings
 
     device = check_device()
     settings = CellSettings.model_validate({**SETTINGS, "train": {**SETTINGS["train"], "deterministic": deterministic}})

@@ -77,12 +77,12 @@ BARE_FIT = """
 import time
 from pathlib import Path
 import keras
-from pipeline.cells import cell_settings, expand_matrix
+from pipeline.study.cells import cell_settings, expand_matrix
 from pipeline.data.prepared import load_prepared
-from pipeline.models import build_model, model_spec
-from pipeline.optimizers import build_optimizer
-from pipeline.params import load_params
-from pipeline.seeding import seed_everything
+from pipeline.cell.models import build_model, model_spec
+from pipeline.cell.optimizers import build_optimizer
+from pipeline.study.params import load_params
+from pipeline.cell.seeding import seed_everything
 
 PARAMS = load_params(Path("../../params.yaml"), Path("params.yaml"))
 SCHEDULE_PARAMS = {name: load_params(Path("../../params.yaml"), Path("params.yaml"), Path(f"schedule-{name}.yaml"))
@@ -109,10 +109,14 @@ WARM = (
     BARE_FIT
     + """
 import collections, json, sys
-from pipeline import training
-from pipeline.gradients import GradientNorms
-from pipeline.precise_bn import PreciseBN
-from pipeline.run_cell import run_cell
+from pipeline.cell import training
+from pipeline.cell.checkpoints import CHECKPOINTS_DIR
+from pipeline.cell.gradients import GradientNorms
+from pipeline.cell.precise_bn import PreciseBN
+from pipeline.cell.run import run_cell
+from pipeline.repo import repo_root
+from pipeline.tracking.runs import MlflowTracker
+from pipeline.tracking.settings import read_tracking_settings
 
 spent = collections.defaultdict(float)  # seconds per part of the cell, for the study schedule's breakdown
 
@@ -139,7 +143,10 @@ timed(keras.Model, "fit", "training (fit segments)")
 def cell(schedule):
     spent.clear()
     began = time.perf_counter()
-    run_cell(SCHEDULE_PARAMS[schedule], CELL, Path("data/prepared") / CELL.dataset, Path("results/warm") / CELL.name)
+    params, root = SCHEDULE_PARAMS[schedule], repo_root()
+    tracker = MlflowTracker(read_tracking_settings(root), params)
+    out = Path("results/warm") / CELL.name
+    run_cell(params, CELL, Path("data/prepared") / CELL.dataset, out, tracker, root / CHECKPOINTS_DIR)
     return time.perf_counter() - began, dict(spent)
 
 cell("study"); cell("bare"); bare_fit()  # the worker's first cells: imports, tracing, the MLflow store

@@ -45,13 +45,13 @@ BARE_FIT = """
 import json, sys, time
 from pathlib import Path
 import keras
-from pipeline.cells import cell_settings, expand_matrix
+from pipeline.study.cells import cell_settings, expand_matrix
 from pipeline.data.prepared import load_prepared
-from pipeline.models import build_model, model_spec
-from pipeline.optimizers import build_optimizer
-from pipeline.params import load_params
-from pipeline.seeding import seed_everything
-from pipeline.backend import apply_determinism, jit_compile
+from pipeline.cell.models import build_model, model_spec
+from pipeline.cell.optimizers import build_optimizer
+from pipeline.study.params import load_params
+from pipeline.cell.seeding import seed_everything
+from pipeline.cell.backend import apply_determinism, jit_compile
 
 params = load_params(Path("../../params.yaml"), Path("params.yaml"))
 data = {}

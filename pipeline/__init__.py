@@ -1,4 +1,16 @@
-"""bnbench: a reproducible benchmark of batch normalization, activations and dropout."""
+"""bnbench: a reproducible benchmark of batch normalization, activations and dropout.
+
+The package by role (docs/architecture.md has a line per module):
+- stage command lines, where dvc.yaml calls them: fetch, prepare, train, train_code, choose, report
+  (pipeline/report/__main__.py), and the generator of the dvc.yaml files, dvcfile;
+- study/: the settings (schema, overlays, axes), the cells, the generated pipeline, the chosen rates;
+- cell/: one cell, from its settings to its outputs: models, training, probes, checkpoints;
+- data/: dataset descriptors, download and verification, parsers, the prepared arrays;
+- tracking/: MLflow runs, the spool, the sync command;
+- runner/: many cells at once, in local slots or on Ray;
+- report/: the page, its statistics and figures;
+- errors, repo, provenance: what every part shares.
+"""
 
 import os
 

@@ -1,22 +1,29 @@
-"""Errors a user can cause and fix; each stage prints them as one message and exits non-zero."""
+"""How a command ends when it cannot go on: one message and a non-zero exit, never a traceback.
+
+- UserError: bad input a user can fix; the message names the problem and the fix. Exit 1.
+- Terminated: the process received SIGTERM while a cell trained (pipeline/cell/interrupts.py turns
+  the signal into this exception, so that `finally` and `with` blocks run). Exit 143.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
+
+TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
 
 
 class UserError(Exception):
     """Bad input: the message names the problem and the fix."""
 
 
+class Terminated(BaseException):
+    """The process received SIGTERM (a BaseException, so that `except Exception` does not swallow it)."""
+
+
 def run_cli(main: Callable[[], int]) -> int:
-    """Run a stage's main; a UserError becomes one line on stderr and exit code 1, not a traceback.
-
-    A SIGTERM that a cell turned into `Terminated` (pipeline/interrupts.py) becomes one line and 143.
-    """
-    from pipeline.interrupts import EXIT_CODE, Terminated
-
+    """Run a command's main; a UserError becomes one line on stderr and exit code 1, a Terminated one line and 143."""
     try:
         return main()
     except UserError as error:
@@ -24,4 +31,4 @@ def run_cli(main: Callable[[], int]) -> int:
         return 1
     except Terminated as stop:
         print(f"bnbench: {stop}; work finished so far is kept, and the same command resumes", file=sys.stderr)
-        return EXIT_CODE
+        return TERMINATED_EXIT_CODE

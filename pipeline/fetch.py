@@ -27,7 +27,7 @@ from pipeline.data.download import (
     mirror_from_env,
 )
 from pipeline.errors import run_cli
-from pipeline.params import load_params
+from pipeline.study.params import load_params
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

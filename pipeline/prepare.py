@@ -21,7 +21,8 @@ from pipeline.data.download import verify_files
 from pipeline.data.prepared import SPLITS, channel_stats, data_digest, split_dataset, write_prepared
 from pipeline.data.raw import FormatError, RawDataset
 from pipeline.errors import run_cli
-from pipeline.params import PrepareParams, load_params
+from pipeline.study.params import load_params
+from pipeline.study.schema import PrepareParams
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

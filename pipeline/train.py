@@ -1,8 +1,8 @@
 """Stage `train`: train and evaluate one cell of the study.
 
 Reads:  <data>/ as written by prepare; the study's params (params.yaml, then any
-        overlay given by a further --params).
-Writes: <out>/metrics.json, history.csv and curves.png (pipeline/cell_outputs.py);
+        overlay given by a further --params); the tracking settings (pipeline/tracking/settings.py).
+Writes: <out>/metrics.json, history.csv, steps.csv and curves.png (pipeline/cell/outputs.py);
         logs the same to MLflow as a child run of the study.
 Run:    python -m pipeline.train --cell cifar10-relu-post-0.0-0 \
             --data data/prepared/cifar10 --out results/cells/cifar10-relu-post-0.0-0
@@ -19,11 +19,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.cells import cell_settings, find_cell, find_sweep_cell, sweep_settings, tuned_settings
-from pipeline.chosen_file import chosen_rate, read_chosen
-from pipeline.errors import UserError, run_cli
-from pipeline.params import load_params
-from pipeline.run_cell import run_cell
+from pipeline.cell.checkpoints import CHECKPOINTS_DIR
+from pipeline.cell.resolve import resolve_cell
+from pipeline.cell.run import run_cell
+from pipeline.errors import run_cli
+from pipeline.repo import repo_root
+from pipeline.study.params import load_params
+from pipeline.tracking.runs import MlflowTracker
+from pipeline.tracking.settings import read_tracking_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -45,19 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = args.params or [Path("params.yaml")]
     params = load_params(*files)
     source = " + ".join(map(str, files))
-    if args.sweep_cell:
-        if args.learning_rate_from:
-            raise UserError("--learning-rate-from applies to --cell (a tuned cell), not to --sweep-cell")
-        cell = find_sweep_cell(params, args.sweep_cell, source)
-        settings, policy = sweep_settings(params, cell), "sweep"
-    elif args.learning_rate_from:
-        cell = find_cell(params, args.cell, source)
-        rate = chosen_rate(read_chosen(args.learning_rate_from), cell.configuration, args.learning_rate_from)
-        settings, policy = tuned_settings(params, cell, rate), "tuned"
-    else:
-        cell = find_cell(params, args.cell, source)
-        settings, policy = cell_settings(params, cell), "fixed"
-    s = run_cell(params, cell, args.data, args.out, settings=settings, lr_policy=policy)
+    cell, settings, policy = resolve_cell(params, source, args.cell, args.sweep_cell, args.learning_rate_from)
+    root = repo_root()
+    tracker = MlflowTracker(read_tracking_settings(root), params)
+    s = run_cell(params, cell, args.data, args.out, tracker, root / CHECKPOINTS_DIR, settings, policy)
     if s["outcome"] == "diverged":
         print(f"train: {cell.name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")
     else:

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 from ruamel.yaml import YAML
 
-from pipeline.cells import Cell
-from pipeline.params import CELL_AXES, Params, parse_params, set_dotted
+from pipeline.study.axes import CELL_AXES, set_dotted
+from pipeline.study.cells import Cell
+from pipeline.study.params import parse_params
+from pipeline.study.schema import Params
 from tests.helpers import REPO
 
 EVAL_EVERY = 1  # optimizer steps between validation passes: every step, so any step can be planted

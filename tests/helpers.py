@@ -71,9 +71,15 @@ def shrink_quick_study(repo: Path, **matrix: list) -> None:
     regenerate_pipeline(repo)
 
 
-# -- stopping processes at a chosen point (tests/pause_hook/sitecustomize.py) ---------------------
+# -- faults planted at a chosen call of a process (tests/fault_hook/sitecustomize.py) -------------
 
-PAUSE_HOOK = REPO / "tests" / "pause_hook"
+FAULT_HOOK = REPO / "tests" / "fault_hook"
+FAULT_ENV = "BNBENCH_TEST_FAULT"
+
+
+def with_fault_hook(base: dict) -> dict:
+    """`base` with the fault hook first on PYTHONPATH (inactive until FAULT_ENV is set)."""
+    return {**base, "PYTHONPATH": os.pathsep.join(p for p in (str(FAULT_HOOK), base.get("PYTHONPATH", "")) if p)}
 
 
 def pause_env(base: dict, marker: Path, target: str, call: int = 1, when: str = "before", **only) -> dict:
@@ -81,9 +87,13 @@ def pause_env(base: dict, marker: Path, target: str, call: int = 1, when: str = 
 
     `only`: argv="..." (a part of the command line), env={"NAME": "its value"}.
     """
-    config = {"target": target, "call": call, "when": when, "marker": str(marker), **only}
-    path = os.pathsep.join(p for p in (str(PAUSE_HOOK), base.get("PYTHONPATH", "")) if p)
-    return {**base, "PYTHONPATH": path, "BNBENCH_TEST_PAUSE": json.dumps(config)}
+    config = {"target": target, "action": "pause", "call": call, "when": when, "marker": str(marker), **only}
+    return {**with_fault_hook(base), FAULT_ENV: json.dumps(config)}
+
+
+def failing_env(base: dict, target: str, **only) -> dict:
+    """`base` for processes whose first matching call of `target` ("module:attr.path") raises, as a fault would."""
+    return {**with_fault_hook(base), FAULT_ENV: json.dumps({"target": target, "action": "raise", **only})}
 
 
 def wait_for(check, what: str, process: subprocess.Popen | None = None, timeout_s: float = 300):

@@ -1,9 +1,9 @@
 """Stage `report`: read every cell's outputs and write the report.
 
-Reads:  <cells>/*/ for the cells of the current study (pipeline/cell_outputs.py);
+Reads:  <cells>/*/ for the cells of the current study (pipeline/cell/outputs.py);
         the study's params (params.yaml, then any overlay given by a further --params);
-        the dvc.lock given by --lock (its digest, for provenance); MLFLOW_TRACKING_URI,
-        when it is a server, for links to each run.
+        the dvc.lock given by --lock (its digest, for provenance); the tracking settings
+        (pipeline/tracking/settings.py), when they name a server, for links to each run.
         With --tuned and --chosen (a study with `sweep:`), the tuned cells too, shown beside
         the fixed-rate ones, and the sweep's learning-rate sensitivity (from chosen.json); with
         --sweep also the sweep cells, which must be those chosen.json was computed from.
@@ -23,11 +23,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.dvcfile import ensure_current
 from pipeline.errors import UserError, run_cli
-from pipeline.params import load_params
+from pipeline.repo import repo_root
 from pipeline.report.build import write_report
 from pipeline.report.questions import known_questions_text, unknown_questions
+from pipeline.study.generate import ensure_current
+from pipeline.study.params import load_params
+from pipeline.tracking.settings import read_tracking_settings
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen_path=args.chosen,
         claims_files=args.claims,
         sweep_dir=args.sweep,
+        tracking=read_tracking_settings(repo_root()),
     )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
     return 0

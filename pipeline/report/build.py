@@ -17,15 +17,10 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from pipeline.cells import Cell, axis_label
-from pipeline.chosen_file import read_chosen
-from pipeline.convergence import VAL_ACCURACY, target_key
 from pipeline.errors import UserError
-from pipeline.params import Params, format_value
 from pipeline.provenance import library_versions
 from pipeline.report import diagnostics, effects, figures, tables
 from pipeline.report.collect import LR_POLICY, axes_of, collect_results, configuration_axes
-from pipeline.report.figures import LEARNING_RATE
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
@@ -33,6 +28,12 @@ from pipeline.report.questions import ANSWER_COLUMNS_AXIS, Question, TimeToTarge
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.stats import summarize
 from pipeline.report.sweep import collect_sweep
+from pipeline.study.axes import format_value
+from pipeline.study.cells import Cell, axis_label
+from pipeline.study.chosen import read_chosen
+from pipeline.study.schema import LEARNING_RATE, Params
+from pipeline.study.targets import VAL_ACCURACY, target_key
+from pipeline.tracking.settings import TrackingSettings
 
 
 def design_of(params: Params) -> Design:
@@ -262,6 +263,7 @@ def build_report(
     claims_files: Sequence[Path] = (),
     out_dir: Path = Path("reports"),
     sweep_dir: Path | None = None,
+    tracking: TrackingSettings | None = None,
 ) -> Report:
     """The page, the tidy table (one row per run), the DVC metrics and the answers, all from the cells' outputs.
 
@@ -286,7 +288,7 @@ def build_report(
     axes = axes_of(params)
     questions = _questions_view(results, design, questions_for(params.report.questions))
     if links is None:
-        links = run_links(params, list(results["cell"]))
+        links = run_links(params, list(results["cell"]), tracking) if tracking is not None else RunLinks()
     lock = lock_digest(lock_path)
     has_bn_contrast = results["bn"].nunique() > 1
     html = render_report(
@@ -419,6 +421,7 @@ def write_report(
     chosen_path: Path | None = None,
     claims_files: Sequence[Path] = (),
     sweep_dir: Path | None = None,
+    tracking: TrackingSettings | None = None,
 ) -> int:
     """Build the report and write index.html, results.csv, metrics.json and findings.json into `out_dir`,
     and with `sweep_dir` (and `chosen_path`) sweep.csv: one row per sweep run (`sweep_table`).
@@ -434,6 +437,7 @@ def write_report(
         claims_files=claims_files,
         out_dir=out_dir,
         sweep_dir=sweep_dir,
+        tracking=tracking,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(report.html, encoding="utf-8")

@@ -1,6 +1,6 @@
 """Gather the results of exactly the cells of the current study.
 
-Reads each cell folder (pipeline/cell_outputs.py); returns one row per run (its
+Reads each cell folder (pipeline/cell/outputs.py); returns one row per run (its
 axes, its effective settings, its summary and its time to each target) and each
 run's history, keyed by cell.
 """
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.cell_outputs import find_cell_outputs, read_cell_outputs
-from pipeline.cells import Cell, cell_settings, expand_matrix, tuned_settings
-from pipeline.convergence import target_metrics
+from pipeline.cell.convergence import target_metrics
+from pipeline.cell.outputs import find_cell_outputs, read_cell_outputs
 from pipeline.errors import UserError
-from pipeline.params import CellSettings, Params, flatten
 from pipeline.report.diagnostics import run_diagnostics
+from pipeline.study.axes import flatten
+from pipeline.study.cells import Cell, cell_settings, expand_matrix, tuned_settings
+from pipeline.study.schema import CellSettings, Params
 
 SEED = "seed"
 LR_POLICY = "lr_policy"  # results.csv: "fixed" (the study's learning rate) or "tuned" (chosen by the sweep)

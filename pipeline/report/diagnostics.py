@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline.cells import Cell, axis_label
 from pipeline.report.tables import value_text
+from pipeline.study.cells import Cell, axis_label
 
 GRAD_PREFIX = "grad_norm/"
 OUTPUT_LAYER = "output"  # the softmax classifier: not a hidden layer

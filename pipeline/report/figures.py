@@ -22,12 +22,13 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.cells import Cell, axis_label  # noqa: E402
-from pipeline.params import format_value  # noqa: E402
 from pipeline.report.diagnostics import GRAD_PREFIX, MOVING, RECOMPUTED, gradient_layers  # noqa: E402
 from pipeline.report.stats import complete_band  # noqa: E402
 from pipeline.report.survival import censored_times, follow_up, kaplan_meier  # noqa: E402
 from pipeline.report.tables import value_text  # noqa: E402
+from pipeline.study.axes import format_value  # noqa: E402
+from pipeline.study.cells import Cell, axis_label  # noqa: E402
+from pipeline.study.schema import LEARNING_RATE  # noqa: E402
 
 # Okabe-Ito colours; lightness also differs (black, light orange, mid blue), and so do dashes and markers.
 BN_STYLE = {
@@ -265,7 +266,6 @@ def plot_performance_profiles(results: pd.DataFrame, targets: dict[str, list[str
     return _png(fig)
 
 
-LEARNING_RATE = "train.optimizer.learning_rate"
 SENSITIVITY_METRICS = {"test_accuracy": "test accuracy", "val_auc": "validation AUC (accurate sooner: higher)"}
 
 
@@ -321,7 +321,7 @@ def plot_learning_rate_sensitivity(results: pd.DataFrame, axes: list[str]) -> by
     return _png(fig)
 
 
-# What a sweep may choose by (pipeline/params.py SWEEP_SCORES), as an axis reads it, with its unit.
+# What a sweep may choose by (pipeline/study/params.py SWEEP_SCORES), as an axis reads it, with its unit.
 SWEEP_SCORE_LABELS = {
     "best_val_accuracy": "best validation accuracy\n(fraction correct)",
     "final_val_accuracy": "final validation accuracy\n(fraction correct)",

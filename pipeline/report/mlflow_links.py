@@ -1,19 +1,17 @@
 """Links from each run of the report to its page in the MLflow UI, when there is a server to link to.
 
-With MLFLOW_TRACKING_URI set to an http(s) server, the runs are looked up there by
-their `bnbench.cell` tag under this study's key (the one `pipeline.tracking` tags
+With a tracking server (pipeline/tracking/settings.py: an http(s) store), the runs are looked up there by
+their `bnbench.cell` tag under this study's key (the one `pipeline.tracking.runs` tags
 them with). With the local SQLite store there is no page to link to: the report
 says how to open the UI instead. An unreachable server costs the links, not the report.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from pipeline.params import Params
-
-URI_ENV = "MLFLOW_TRACKING_URI"
+from pipeline.study.schema import Params
+from pipeline.tracking.settings import TrackingSettings
 
 
 @dataclass(frozen=True)
@@ -22,21 +20,16 @@ class RunLinks:
     note: str = ""  # where the links come from, or why there are none
 
 
-def server_uri() -> str | None:
-    uri = os.environ.get(URI_ENV, "")
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
-
-
-def run_links(params: Params, cell_names: list[str], uri: str | None = None) -> RunLinks:
-    """The newest finished run of each cell of this study on the tracking server at `uri`."""
-    uri = uri or server_uri()
-    if uri is None:
+def run_links(params: Params, cell_names: list[str], tracking: TrackingSettings) -> RunLinks:
+    """The newest finished run of each cell of this study on the tracking server, if `tracking` names one."""
+    if not tracking.is_server:
         return RunLinks(note="")
+    uri = tracking.uri.rstrip("/")
     # Imported here: MLflow is only needed when there is a server, and it is slow to import.
     from mlflow.tracking import MlflowClient
 
     from pipeline.errors import UserError
-    from pipeline.tracking import check_reachable, study_key
+    from pipeline.tracking.runs import check_reachable, study_key
 
     try:
         check_reachable(uri)  # seconds, instead of the client's long retries

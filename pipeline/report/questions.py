@@ -296,7 +296,6 @@ ARTICLE_QUESTIONS: tuple[Question, ...] = (
     ),
 )  # fmt: skip
 
-SPEC_QUESTIONS = tuple(q.key for q in QUESTIONS)
 _BY_KEY = {q.key: q for q in (*QUESTIONS, *ARTICLE_QUESTIONS)}
 
 

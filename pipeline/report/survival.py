@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-UNITS = ("steps", "seconds")
 # Per-run columns: time to a target when reached, and how long the run was followed when not.
 TIME_COLUMN = {"steps": "steps_to_{key}", "seconds": "seconds_to_{key}"}
 FOLLOW_UP_COLUMN = {"steps": "steps_trained", "seconds": "train_seconds"}

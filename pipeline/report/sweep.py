@@ -1,9 +1,9 @@
 """The learning-rate sweep as the report reads it: one row per sweep run, checked against the choice.
 
-Reads <sweep>/<sweep cell>/metrics.json for every sweep cell of the study (pipeline/cells.py
+Reads <sweep>/<sweep cell>/metrics.json for every sweep cell of the study (pipeline/study/cells.py
 `expand_sweep`) and the choose stage's file (already read, as a dict). Returns the tidy table
 written as reports/sweep.csv; writes nothing itself. The choice is recomputed from these runs
-by the choose stage's own rule (pipeline/choose.py) and must match chosen.json, so the page's
+by the choose stage's own rule (pipeline/study/choice.py) and must match chosen.json, so the page's
 sweep figure (drawn from chosen.json) and sweep.csv show the same runs the choice was made on.
 """
 
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import choose
-from pipeline.cell_outputs import METRICS, read_cell_outputs
-from pipeline.cells import expand_sweep, sweep_settings
+from pipeline.cell.outputs import METRICS, read_cell_outputs
 from pipeline.errors import UserError
-from pipeline.params import LEARNING_RATE, Params, format_value
 from pipeline.report.collect import SEED, check_trained_as_the_study_says, configuration_axes
+from pipeline.study import choice
+from pipeline.study.axes import format_value
+from pipeline.study.cells import expand_sweep, sweep_settings
+from pipeline.study.schema import LEARNING_RATE, Params
 
 SWEEP_POLICY = "sweep"  # metrics.json `lr_policy` of a sweep run
 
@@ -71,7 +72,7 @@ def collect_sweep(params: Params, sweep_dir: Path, chosen: dict, chosen_path: Pa
         rate = float(cell[LEARNING_RATE])
         by_rate.setdefault((cell.configuration, rate), []).append(summary)
         # this run alone, as the rule counts it: None (worst) where it diverged, whatever it reached before
-        counted = choose.score([summary], sweep.choose_by)
+        counted = choice.score([summary], sweep.choose_by)
         rows.append(
             {
                 "cell": cell.name,
@@ -89,9 +90,9 @@ def collect_sweep(params: Params, sweep_dir: Path, chosen: dict, chosen_path: Pa
     for (configuration, rate), runs in by_rate.items():
         entry = chosen["configurations"][configuration]
         recorded = entry["scores"].get(format_value(rate))
-        if recorded != choose.score(runs, sweep.choose_by):
+        if recorded != choice.score(runs, sweep.choose_by):
             raise UserError(
                 f"{stale}: {configuration} at learning rate {format_value(rate)} scores {recorded!r} there, "
-                f"{choose.score(runs, sweep.choose_by)!r} from the runs in {sweep_dir}; run `dvc repro` (its stage choose)"
+                f"{choice.score(runs, sweep.choose_by)!r} from the runs in {sweep_dir}; run `dvc repro` (its stage choose)"
             )
     return pd.DataFrame(rows, columns=sweep_columns(params))

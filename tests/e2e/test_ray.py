@@ -25,18 +25,19 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
-from pipeline.runner import log_path
-from pipeline.runner_worker import FAIL_ENV
+from pipeline.runner.record import log_path
 from tests.e2e.test_quick_study import CELLS
 from tests.helpers import (
     QUICK_STUDY,
     assert_same_cell_outputs,
     clone_with_edits,
     dvc,
+    failing_env,
     free_port,
     mlflow_server,
     require_extra,
     wait_until,
+    with_fault_hook,
 )
 
 pytestmark = pytest.mark.e2e
@@ -105,6 +106,7 @@ def ray_cluster():
     gcs_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BNBENCH_", "DVC_", "RAY_"))}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env = with_fault_hook(env)  # a cell fails by construction where a job's environment plants the fault
     address = f"127.0.0.1:{gcs_port}"
     try:
         head = ["--head", "--port", gcs_port, "--include-dashboard=false", "--dashboard-port", free_port()]
@@ -140,7 +142,7 @@ def ray_copy(study, ray_cluster, tracking_server, tmp_path_factory):
     repo = tmp_path_factory.mktemp("ray") / "repo"
     clone_with_edits(sequential, repo)
     env = {**env, "PYTHONPATH": str(repo), "MLFLOW_TRACKING_URI": tracking_server}
-    first = _runner(repo, {**env, FAIL_ENV: FAILING}, ray_cluster)
+    first = _runner(repo, failing_env(env, "pipeline.train:main", env={"DVC_STAGE": FAILING}), ray_cluster)
     assert (repo / ".bnbench" / "runner-summary.json").is_file(), first.stdout[-4000:] + first.stderr[-4000:]
     after_first = {
         "lock": set(_lock(repo)),
@@ -166,7 +168,7 @@ def test_the_cells_ran_on_both_nodes_from_the_shipped_code(ray_copy):
 def test_a_failed_cell_is_reported_with_its_log_and_the_others_are_recorded(ray_copy):
     _, repo, _, first, after, _, _ = ray_copy
     assert str(log_path(repo, FAILING)) in first.stderr
-    assert "failure injected" in after["log"]  # the node's log of the cell, brought back to the driver
+    assert "a fault planted by the tests" in after["log"]  # the node's log of the cell, brought back to the driver
     cells = {f"train@{c}" for c in CELLS}
     assert after["lock"] == {"train-code", "prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}
     assert set(after["status"]) == {FAILING, f"{QUICK_STUDY}/dvc.yaml:report"}

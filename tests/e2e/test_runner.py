@@ -1,11 +1,12 @@
-"""The runner (pipeline/runner.py) on the shrunk quick study, against a sequential `dvc repro` of the same study.
+"""The runner (pipeline/runner/) on the shrunk quick study, against a sequential `dvc repro` of the same study.
 
 The runner's copy is a clone of the sequential copy's repository with the same working-tree edits
 (the shrunk study), so both train from the same commit: every output of every cell must match,
 byte for byte, but for the fields that time the training.
 
-The runner runs twice: first with one cell failing by construction (BNBENCH_RUNNER_FAIL_STAGE),
-then again, which trains only that cell and finishes the study.
+The runner runs twice: first with one cell failing by construction (the tests' fault hook makes
+that cell's `pipeline.train.main` raise in its worker), then again, which trains only that cell
+and finishes the study.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
-from pipeline.runner import log_path
-from pipeline.runner_worker import FAIL_ENV
+from pipeline.runner.record import log_path
 from tests.e2e.test_quick_study import CELLS
-from tests.helpers import QUICK_STUDY, assert_same_cell_outputs, clone_with_edits, dvc
+from tests.helpers import QUICK_STUDY, assert_same_cell_outputs, clone_with_edits, dvc, failing_env
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,10 @@ FAILING = f"{QUICK_STUDY}/dvc.yaml:train@fashion_mnist-sigmoid-post-0.0-1"
 THREADS = str(len(os.sched_getaffinity(0)))
 
 
-def _runner(repo: Path, env: dict, **extra: str) -> subprocess.CompletedProcess:
+def _runner(repo: Path, env: dict) -> subprocess.CompletedProcess:
     # --threads: as many CPU threads per slot as TensorFlow gives a stage under dvc repro (the cores).
     command = [sys.executable, "-m", "pipeline.runner", f"{QUICK_STUDY}/dvc.yaml", "--slots", "2", "--threads", THREADS]
-    return subprocess.run(command, cwd=repo, env={**env, **extra}, capture_output=True, text=True)
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
 
 
 def _lock(repo: Path) -> dict:
@@ -52,7 +52,7 @@ def runner_copy(study, tmp_path_factory):
     repo = tmp_path_factory.mktemp("runner") / "repo"
     clone_with_edits(sequential, repo)  # the shrunk study and its regenerated pipeline, on the same commit
     env = {**env, "PYTHONPATH": str(repo)}
-    first = _runner(repo, env, **{FAIL_ENV: FAILING})
+    first = _runner(repo, failing_env(env, "pipeline.train:main", env={"DVC_STAGE": FAILING}))
     after_first = {
         "lock": set(_lock(repo)),
         "log": log_path(repo, FAILING).read_text(),  # the second run writes the cell's log anew
@@ -67,7 +67,7 @@ def test_a_failed_cell_does_not_stop_the_others(runner_copy):
     assert first.returncode == 1, first.stdout + first.stderr
     log = log_path(repo, FAILING)
     assert str(log) in first.stderr  # named at the end
-    assert log.is_file() and "failure injected" in after["log"]
+    assert log.is_file() and "a fault planted by the tests" in after["log"]
     # every other cell is recorded in dvc.lock; the failed one and the report (downstream of it) are not
     cells = {f"train@{c}" for c in CELLS}
     assert after["lock"] == {"train-code", "prepare@cifar10", "prepare@fashion_mnist", *cells - {FAILING.split(":")[1]}}

@@ -1,6 +1,6 @@
 """The params schema read from itself: every key, its type and bounds, and values inside and outside them.
 
-`SETTINGS` walks pipeline.params.Params through `model_fields`, so a key added to the schema is in it
+`SETTINGS` walks pipeline.study.schema.Params through `model_fields`, so a key added to the schema is in it
 (and attacked by tests/faults/test_params.py) without touching this file. What the field metadata
 cannot say, a rule written by hand says: the checks of an `AfterValidator` (`CHECKS`) and the settings
 a `model_validator` ties together (`TIED`); `test_every_rule_of_the_schema_is_known` fails on one not
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from pipeline import params as schema
+from pipeline.study import schema
 
 BOUND_WORDS = {
     annotated_types.Ge: "greater than or equal to",

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import tracking, train
+from pipeline import train
 from pipeline.errors import run_cli
+from pipeline.tracking import runs as tracking
 
 WAIT_S = 600  # a test that never answers: fail rather than hang
 

@@ -13,7 +13,7 @@ stopped:
   7. `dvc repro`: finishes
 
 Every kill waits for a marker that the process reached its point: the mirror's stall, or a file that
-tests/pause_hook/sitecustomize.py writes when the process stops at a chosen call (it sleeps there
+tests/fault_hook/sitecustomize.py writes when the process stops at a chosen call (it sleeps there
 until killed), so each kill lands where it says, however slow the machine. A test per kill checks
 what that kill left and what the next run made of it; the last test checks the whole: DVC clean,
 nothing retrained, each cell with exactly one FINISHED MLflow run.
@@ -62,7 +62,7 @@ PREPARED = Path(QUICK_STUDY) / "data" / "prepared" / "fashion_mnist"
 REPORTS = Path(QUICK_STUDY) / "reports"
 CHECKPOINTS = Path(".bnbench") / "checkpoints" / "bnbench-quick" / "fixed"
 STALLED_FILE = "t10k-images-idx3-ubyte.gz"  # the third of four: the first two are already copied when it stalls
-SAVE = "pipeline.checkpoints:FileCheckpoint.save"
+SAVE = "pipeline.cell.checkpoints:FileCheckpoint.save"
 STEPS_PER_EPOCH = 12  # 360 training images (400 less a tenth for validation) in batches of 32
 
 

@@ -23,7 +23,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from pipeline.params import Params, ParamsError, load_params, merge, read_dotted
+from pipeline.study.axes import read_dotted
+from pipeline.study.params import ParamsError, load_params, merge
+from pipeline.study.schema import Params
 from tests.faults.params_schema import (
     ATTACKS,
     AXES,

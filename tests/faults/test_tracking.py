@@ -23,13 +23,16 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
-from pipeline import tracking, tracking_parent, train
-from pipeline.cells import cell_settings, expand_matrix
+from pipeline import train
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
 from pipeline.errors import UserError, run_cli
-from pipeline.params import load_params
+from pipeline.study.cells import cell_settings, expand_matrix
+from pipeline.study.params import load_params
+from pipeline.tracking import parent as tracking_parent
+from pipeline.tracking import runs as tracking
+from pipeline.tracking.settings import read_tracking_settings
 from tests.faults import tracking_writer
 from tests.helpers import REPO, MlflowServer, free_port
 from tools.fake_data import write_fashion_mnist
@@ -205,7 +208,9 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     params = load_params(*QUICK)
     cell = expand_matrix(params)[0]
     tracking.check_reachable(server.uri)
-    with tracking.track_cell(params, cell, cell_settings(params, cell), tracking_writer.META, "cpu") as run:
+    with tracking.track_cell(
+        read_tracking_settings(tmp_path), params, cell, cell_settings(params, cell), tracking_writer.META, "cpu"
+    ) as run:
         run.log_eval({"step": 0, "epoch": 0.0, "val_accuracy": 0.25})
     assert "warning" not in capsys.readouterr().err
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": admin_password}
@@ -219,7 +224,9 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     # bob's cell stops before training
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
     with pytest.raises(UserError, match=r"does not let user 'bob' do this \(403.*EDIT permission"):
-        with tracking.track_cell(params, cell, cell_settings(params, cell), tracking_writer.META, "cpu"):
+        with tracking.track_cell(
+            read_tracking_settings(tmp_path), params, cell, cell_settings(params, cell), tracking_writer.META, "cpu"
+        ):
             raise AssertionError("a cell without permission to log must not train")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "alice")
 
@@ -350,7 +357,7 @@ def test_server_back_before_the_cell_ends(tmp_path, stage_inputs, servers, proce
 def _sync(repo: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.sync_tracking"], cwd=repo, env={**env, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "pipeline.tracking.sync"], cwd=repo, env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
@@ -371,7 +378,7 @@ def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, proce
     assert "train: fashion_mnist-relu-post-0.0-0: completed" in stdout
     assert {"metrics.json", "history.csv", "steps.csv", "curves.png"} <= {p.name for p in out.iterdir()}
     ours = [line for line in stderr.splitlines() if line.startswith("bnbench:")]  # (the rest: TensorFlow, MLflow)
-    assert len(ours) == 1 and "uv run python -m pipeline.sync_tracking" in ours[0], stderr[-4000:]
+    assert len(ours) == 1 and "uv run python -m pipeline.tracking.sync" in ours[0], stderr[-4000:]
     assert ours[0].startswith(f"bnbench: warning: the MLflow tracking server at {server.uri} did not take")
     assert "Traceback" not in stderr
 

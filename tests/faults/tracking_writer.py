@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import tracking
-from pipeline.cells import cell_settings, expand_matrix
-from pipeline.params import load_params
+from pipeline.repo import repo_root
+from pipeline.study.cells import cell_settings, expand_matrix
+from pipeline.study.params import load_params
+from pipeline.tracking import runs as tracking
+from pipeline.tracking.settings import read_tracking_settings
 
 EVALS = 40
 STEPS = 1500  # two log_batch calls' worth of per-step losses
@@ -47,7 +49,9 @@ def main(control: Path, index: int, files: list[Path]) -> None:
         time.sleep(0.02)
     artifact = control / f"artifact-{index}.txt"
     artifact.write_text(f"cell {index}\n")
-    with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
+    with tracking.track_cell(
+        read_tracking_settings(repo_root()), params, cell, cell_settings(params, cell), META, "cpu"
+    ) as run:
         for row in expected_evals(index):
             run.log_eval(row)
             if (control / "hold").exists():

@@ -1,4 +1,4 @@
-"""Determinism and compiling per Keras backend (pipeline/backend.py), checked on the backend this process runs.
+"""Determinism and compiling per Keras backend (pipeline/cell/backend.py), checked on the backend this process runs.
 
 The suite runs on TensorFlow; tests/integration/test_jax.py runs these tests again in a process with
 KERAS_BACKEND=jax (the backend is fixed when Keras is imported).
@@ -12,8 +12,8 @@ import keras
 import pytest
 from tensorflow.python.framework import config as tf_config
 
-from pipeline import backend
-from pipeline.backend import JAX_DETERMINISTIC_FLAG, XLA_FLAGS, with_xla_flag
+from pipeline.cell import backend
+from pipeline.cell.backend import JAX_DETERMINISTIC_FLAG, XLA_FLAGS, with_xla_flag
 
 
 def test_the_backend_is_the_one_asked_for():

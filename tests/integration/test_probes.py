@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from keras import layers
 
-from pipeline import training
-from pipeline.gradients import GradientNorms
-from pipeline.models import ModelSpec, build_model
-from pipeline.precise_bn import PreciseBN
+from pipeline.cell import training
+from pipeline.cell.gradients import GradientNorms
+from pipeline.cell.models import ModelSpec, build_model
+from pipeline.cell.precise_bn import PreciseBN
 from tests.integration.test_train_cell import _settings, data  # noqa: F401  (the module's data fixture)
 
 MLP_BN = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}

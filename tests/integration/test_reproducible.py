@@ -23,8 +23,8 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from pipeline.data.prepared import load_prepared
-from pipeline.params import CellSettings
-from pipeline.training import train_cell
+from pipeline.study.schema import CellSettings
+from pipeline.cell.training import train_cell
 
 settings = CellSettings.model_validate({
     "dataset": "fashion_mnist", "activation": "relu", "bn": "post", "dropout": 0.5, "seed": 3,

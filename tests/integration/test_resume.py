@@ -22,14 +22,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
-from pipeline.cell_outputs import CellOutputs, write_cell_outputs
-from pipeline.cells import cell_settings, find_cell
-from pipeline.checkpoints import CHECKPOINTS_DIR, FileCheckpoint
+from pipeline.cell.checkpoints import CHECKPOINTS_DIR, FileCheckpoint
+from pipeline.cell.outputs import CellOutputs, write_cell_outputs
+from pipeline.cell.training import TrainingState, train_cell
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
-from pipeline.params import CellSettings, load_params
-from pipeline.training import TrainingState, train_cell
+from pipeline.study.cells import cell_settings, find_cell
+from pipeline.study.params import load_params
+from pipeline.study.schema import CellSettings
 from tests.helpers import REPO, kill_group, pause_env, start_group, wait_for
 from tools.fake_data import write_fashion_mnist
 
@@ -184,7 +185,7 @@ def test_killed_then_terminated_cell_resumes_in_a_new_process(prepared, tmp_path
     command = _train_command(params_files, prepared, out)
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     folder = tmp_path / CHECKPOINTS_DIR / "resume-test" / "fixed" / CELL
-    saving = "pipeline.checkpoints:FileCheckpoint.save"
+    saving = "pipeline.cell.checkpoints:FileCheckpoint.save"
 
     # 1: SIGKILL while it saves epoch 2 (epoch 1's checkpoint is on disk): its MLflow run stays RUNNING
     marker = tmp_path / "paused-1"

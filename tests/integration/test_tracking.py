@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
-from pipeline.cells import Cell, cell_settings, expand_matrix
-from pipeline.convergence import target_metrics
-from pipeline.params import load_params
+from pipeline.cell.convergence import target_metrics
+from pipeline.study.cells import Cell, cell_settings, expand_matrix
+from pipeline.study.params import load_params
+from pipeline.tracking import runs as tracking
+from pipeline.tracking.settings import read_tracking_settings
 from tests.helpers import REPO
 
 QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
@@ -47,7 +48,9 @@ def _track(params, cell, rows, tmp_path) -> None:
     steps = pd.DataFrame({"step": range(1, 11), "train_loss": [2.5 - 0.1 * s for s in range(10)]})
     steps.loc[5, "train_loss"] = math.nan  # not a number: left out of MLflow
     times = target_metrics(pd.DataFrame(rows), params.targets_for(cell.dataset), steps, params.report.loss_window)
-    with tracking.track_cell(params, cell, cell_settings(params, cell), META, "cpu") as run:
+    with tracking.track_cell(
+        read_tracking_settings(tmp_path), params, cell, cell_settings(params, cell), META, "cpu"
+    ) as run:
         for row in rows:
             run.log_eval(row)
         run.log_steps(steps)

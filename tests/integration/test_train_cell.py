@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import training as train
-from pipeline.cell_outputs import CellOutputs, write_cell_outputs
+from pipeline.cell import training as train
+from pipeline.cell.models import ModelSpec, build_model
+from pipeline.cell.outputs import CellOutputs, write_cell_outputs
+from pipeline.cell.training import train_cell
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
-from pipeline.models import ModelSpec, build_model
-from pipeline.params import CellSettings
-from pipeline.training import train_cell
+from pipeline.study.schema import CellSettings
 from tools.fake_data import write_fashion_mnist
 
 CELL = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}
@@ -81,7 +81,7 @@ def test_one_cell_trains_and_measures(data, tmp_path):
     # the compile step's 32 images are left out; the last batch of each epoch holds 300 - 9 * 32 = 12
     assert summary["throughput_images_per_s"] == pytest.approx((600 - 32) / 7.0)
     assert summary["throughput_warmup_steps"] == 1
-    # the backend it trained on, and XLA where it compiles (pipeline/backend.py): always on JAX, never when
+    # the backend it trained on, and XLA where it compiles (pipeline/cell/backend.py): always on JAX, never when
     # determinism is asked for on TensorFlow
     assert summary["backend"] == keras.config.backend()
     assert result.model.jit_compile is (keras.config.backend() == "jax")

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import checkpoints
-from pipeline.checkpoints import FileCheckpoint, checkpoint_key, source_digest
-from pipeline.params import CellSettings
-from pipeline.training import TrainingState
+from pipeline.cell import checkpoints
+from pipeline.cell.checkpoints import FileCheckpoint, checkpoint_key, source_digest
+from pipeline.cell.training import TrainingState
+from pipeline.study.schema import CellSettings
 
 CELL = {"dataset": "fashion_mnist", "activation": "relu", "bn": "post", "dropout": 0.5, "seed": 0}
 TRAIN = {
@@ -71,14 +71,22 @@ def test_key_changes_with_whatever_decides_the_result():
     assert base not in others and len(set(others)) == len(others)
 
 
-def test_source_digest_follows_every_python_file_of_the_package(tmp_path):
-    package = tmp_path / "pipeline"
-    shutil.copytree(checkpoints.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    before = source_digest(package)
-    assert before == source_digest(checkpoints.PACKAGE)
-    nested = package / "report" / "stats.py"
-    nested.write_text(nested.read_text() + "\n# a comment\n")
-    assert source_digest(package) != before
+def test_source_digest_follows_the_cells_code_and_nothing_else(tmp_path):
+    shutil.copytree(
+        checkpoints.CODE_ROOT / "pipeline", tmp_path / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = source_digest(tmp_path)
+    assert before == source_digest(checkpoints.CODE_ROOT)
+    for module in ("tracking/runs.py", "runner/record.py", "report/stats.py"):  # record results, decide none
+        path = tmp_path / "pipeline" / module
+        path.write_text(path.read_text() + "\n# a comment\n")
+    assert source_digest(tmp_path) == before
+    for module in ("cell/models.py", "study/schema.py", "data/prepared.py"):  # each decides a cell's result
+        path = tmp_path / "pipeline" / module
+        original = path.read_text()
+        path.write_text(original + "\n# a comment\n")
+        assert source_digest(tmp_path) != before, module
+        path.write_text(original)
 
 
 def test_a_saved_state_comes_back_exactly(tmp_path):

@@ -5,16 +5,8 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.convergence import (
-    TRAIN_LOSS,
-    VAL_ACCURACY,
-    Target,
-    target_key,
-    target_metrics,
-    time_to_loss,
-    time_to_target,
-    validation_auc,
-)
+from pipeline.cell.convergence import target_metrics, time_to_loss, time_to_target, validation_auc
+from pipeline.study.targets import TRAIN_LOSS, VAL_ACCURACY, Target, target_key
 
 
 def _history(accuracies):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.device import check_device, visible_gpus
+from pipeline.cell.device import check_device, visible_gpus
 from pipeline.errors import UserError
 
 

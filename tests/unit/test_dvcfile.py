@@ -10,6 +10,8 @@ from ruamel.yaml import YAML
 
 from pipeline import dvcfile
 from pipeline.errors import UserError
+from pipeline.study import generate
+from pipeline.study.code import cell_code, code_deps
 from tests.helpers import REPO
 from tools.repo_copy import copy_repo
 
@@ -23,7 +25,7 @@ def _definitions(stage: dict) -> dict:
 
 
 # Studies with a dvc.yaml of their own (one marked `study.runs_with_main` is in the root's).
-STUDIES = [study for study in dvcfile.study_dirs(REPO) if dvcfile.has_own_pipeline(REPO, study)]
+STUDIES = [study for study in generate.study_dirs(REPO) if generate.has_own_pipeline(REPO, study)]
 
 
 def test_there_is_a_main_study_and_an_overlay():
@@ -32,7 +34,7 @@ def test_there_is_a_main_study_and_an_overlay():
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_committed_pipelines_are_what_the_params_generate(study):
-    assert (study / "dvc.yaml").read_text() == dvcfile.render(REPO, study), (
+    assert (study / "dvc.yaml").read_text() == generate.render(REPO, study), (
         f"{study / 'dvc.yaml'} has drifted: run `uv run python -m pipeline.dvcfile`"
     )
 
@@ -54,27 +56,46 @@ def _imported_files(entry: str) -> set[Path]:
     return files | {module_path.with_suffix(".py")}
 
 
+CELL_MODULES = sorted(REPO.joinpath("pipeline", "cell").glob("*.py"))
+
+
+def _cell_code_files() -> set[Path]:
+    """What the cells' modules import, by the stdlib's finder: independent of pipeline/study/code.py."""
+    return {file for module in CELL_MODULES for file in _imported_files(f"pipeline.cell.{module.stem}")}
+
+
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_each_stage_depends_on_every_project_module_its_entry_point_imports(study):
     stages = {name: _definitions(stage) for name, stage in _stages(study).items()}
     # A cell's code reaches it through the digest that the train-code stage of its folder writes.
-    digest_stage = {d.get("wdir", "."): d for d in stages.values() if d.get("outs") == [dvcfile.TRAIN_CODE]}
+    digest_stage = {d.get("wdir", "."): d for d in stages.values() if d.get("outs") == [generate.TRAIN_CODE]}
     for name, definition in stages.items():
         entry = definition["cmd"].split()[2]  # python -m <entry> ...
         entry = "pipeline.report.__main__" if entry == "pipeline.report" else entry
         where = study / definition.get("wdir", ".")  # a study run with the main one: paths from its folder
         code = definition["deps"]
-        if dvcfile.TRAIN_CODE in code:
+        if generate.TRAIN_CODE in code:
             code = digest_stage[definition.get("wdir", ".")]["deps"]
         deps = [(where / d).resolve() for d in code if "pipeline" in Path(d).parts]
         assert all(d.exists() for d in deps), f"{name}: a code dependency does not exist"
-        for file in _imported_files(entry):
+        # A cell's code is what decides its outputs (pipeline/cell/ and its imports), not its stage command's.
+        imported = _cell_code_files() if generate.TRAIN_CODE in definition["deps"] else _imported_files(entry)
+        for file in imported:
             assert any(file == d or d in file.parents for d in deps), f"{name}: {file.relative_to(REPO)} not in deps"
 
 
 def test_the_finder_sees_an_import_inside_a_function():
-    # run_cell imports tracking (and with it MLflow) only when it runs: still a dependency of train.
-    assert REPO / "pipeline" / "tracking.py" in _imported_files("pipeline.train")
+    # The report imports tracking (and with it MLflow) only to link runs on a server: still a dependency.
+    assert REPO / "pipeline" / "tracking" / "runs.py" in _imported_files("pipeline.report.__main__")
+
+
+def test_the_cells_code_is_what_decides_their_outputs_and_not_what_records_them():
+    files = {REPO / f for f in cell_code(REPO)}
+    assert files == _cell_code_files()
+    assert {REPO / "pipeline" / "cell" / "models.py", REPO / "pipeline" / "study" / "schema.py"} <= files
+    assert REPO / "pipeline" / "data" / "prepared.py" in files
+    for package in ("tracking", "runner", "report"):
+        assert not any((REPO / "pipeline" / package) in f.parents for f in files), package
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
@@ -111,12 +132,12 @@ def test_a_stage_refuses_to_run_from_an_out_of_date_pipeline(repo_copy, monkeypa
     params.write_text(params.read_text().replace("seed: [0, 1]", "seed: [0, 1, 2]"))
     monkeypatch.setenv("DVC_STAGE", "report")
     with pytest.raises(UserError, match=r"dvc.yaml is out of date .* run `uv run python -m pipeline.dvcfile`"):
-        dvcfile.ensure_current(study)
+        generate.ensure_current(study)
     monkeypatch.chdir(repo_copy)
     with pytest.raises(UserError, match="out of date: studies/quick/dvc.yaml"):
         dvcfile.main(["--check"])
     assert dvcfile.main([]) == 0
-    dvcfile.ensure_current(study)  # regenerated: runs
+    generate.ensure_current(study)  # regenerated: runs
     assert len(_stages(study)["train"]["foreach"]) == 24
 
 
@@ -141,21 +162,21 @@ def test_a_module_change_is_seen_by_the_stages_that_import_it(repo_copy):
     # A new import in the model builder makes it (and only it) reach a new module.
     helper = repo_copy / "pipeline" / "layer_names.py"
     helper.write_text("PREFIX = 'bn'\n")
-    models = repo_copy / "pipeline" / "models.py"
+    models = repo_copy / "pipeline" / "cell" / "models.py"
     models.write_text(
         models.read_text().replace(
             "import keras\n", "import keras\n\nfrom pipeline import layer_names  # noqa: F401\n", 1
         )
     )
     deps = {
-        name: set(dvcfile.code_deps(repo_copy, entry))
+        name: set(code_deps(repo_copy, entry))
         for name, entry in [
             ("fetch", "pipeline.fetch"),
             ("prepare", "pipeline.prepare"),
-            ("train", "pipeline.train"),
             ("report", "pipeline.report.__main__"),
         ]
     }
+    deps["train"] = set(cell_code(repo_copy))
     assert "pipeline/layer_names.py" in deps["train"]
     assert all("pipeline/layer_names.py" not in deps[name] for name in ("fetch", "prepare", "report"))
 
@@ -171,24 +192,25 @@ def test_the_report_depends_on_its_page_template(study):
 def test_cells_depend_on_one_digest_of_their_code_and_it_on_every_module(study):
     stages = _stages(study)
     up = "" if study == REPO else "../../"
-    modules = {up + f for entry in ("pipeline.train", "pipeline.code_digest") for f in dvcfile.code_deps(REPO, entry)}
+    modules = {up + f for f in {*cell_code(REPO), *code_deps(REPO, "pipeline.train_code")}}
     assert set(stages["train-code"]["deps"]) == modules
-    assert stages["train-code"]["outs"] == [dvcfile.TRAIN_CODE]
+    assert stages["train-code"]["outs"] == [generate.TRAIN_CODE]
     for name in ("train", "sweep", "tuned"):
         if name in stages:
             deps = stages[name]["do"]["deps"]
-            assert dvcfile.TRAIN_CODE in deps and not any(d.endswith(".py") for d in deps)
+            assert generate.TRAIN_CODE in deps and not any(d.endswith(".py") for d in deps)
 
 
 def test_the_digest_changes_with_the_cells_code_only(repo_copy):
-    from pipeline.code_digest import code_digest
+    from pipeline.train_code import code_digest
 
-    before = code_digest(repo_copy, "pipeline.train")
-    assert "pipeline/training.py" in before["files"] and "pipeline/report/figures.py" not in before["files"]
-    figures = repo_copy / "pipeline" / "report" / "figures.py"
-    figures.write_text(figures.read_text() + "\n# a change the cells do not import\n")
-    assert code_digest(repo_copy, "pipeline.train") == before
-    training = repo_copy / "pipeline" / "training.py"
+    before = code_digest(repo_copy)
+    assert "pipeline/cell/training.py" in before["files"] and "pipeline/report/figures.py" not in before["files"]
+    for module in ("report/figures.py", "tracking/spool.py", "runner/record.py", "train.py"):
+        path = repo_copy / "pipeline" / module
+        path.write_text(path.read_text() + "\n# a change that decides no cell's output\n")
+    assert code_digest(repo_copy) == before
+    training = repo_copy / "pipeline" / "cell" / "training.py"
     training.write_text(training.read_text() + "\n# a change the cells import\n")
-    after = code_digest(repo_copy, "pipeline.train")
-    assert {f for f in after["files"] if after["files"][f] != before["files"][f]} == {"pipeline/training.py"}
+    after = code_digest(repo_copy)
+    assert {f for f in after["files"] if after["files"][f] != before["files"][f]} == {"pipeline/cell/training.py"}

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pipeline.errors import run_cli
-from pipeline.interrupts import Terminated, sigterm_raises
+from pipeline.cell.interrupts import sigterm_raises
+from pipeline.errors import Terminated, run_cli
 
 
 def test_sigterm_raises_inside_the_block_and_not_after():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from pipeline.models import Augmentation, ModelSpec, augmentation_layers, build_model, model_spec
+from pipeline.cell.models import Augmentation, ModelSpec, augmentation_layers, build_model, model_spec
 
 
 def _spec(architecture="seed_cnn", bn="off", dropout=0.0, activation="relu", **more):
@@ -331,7 +331,8 @@ def test_inference_is_unaffected_by_augmentation():
 
 
 def test_the_cells_settings_reach_the_model():
-    from pipeline.params import apply_axes, load_params
+    from pipeline.study.axes import apply_axes
+    from pipeline.study.params import load_params
     from tests.helpers import REPO
 
     params = load_params(REPO / "params.yaml")

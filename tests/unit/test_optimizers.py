@@ -7,9 +7,9 @@ import typing
 import keras
 import pytest
 
+from pipeline.cell.optimizers import OPTIMIZERS, build_optimizer
 from pipeline.errors import UserError
-from pipeline.optimizers import OPTIMIZERS, build_optimizer
-from pipeline.params import OptimizerParams
+from pipeline.study.schema import OptimizerParams
 
 
 def test_the_schema_allows_exactly_the_registered_names():

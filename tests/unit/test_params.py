@@ -6,10 +6,10 @@ import sys
 import pytest
 from ruamel.yaml import YAML
 
-from pipeline.cells import cell_settings, expand_matrix
-from pipeline.convergence import TRAIN_LOSS, VAL_ACCURACY, Target
 from pipeline.data.datasets import DATASETS
-from pipeline.params import ParamsError, load_params
+from pipeline.study.cells import cell_settings, expand_matrix
+from pipeline.study.params import ParamsError, load_params
+from pipeline.study.targets import TRAIN_LOSS, VAL_ACCURACY, Target
 from tests.helpers import REPO
 
 
@@ -116,7 +116,7 @@ def test_unquoted_off_is_read_as_dvc_reads_it(tmp_path):
 
 def test_cli_exits_non_zero_with_one_message(tmp_path):
     path = _write(tmp_path, lambda raw: raw["train"].update(batch_size=-1))
-    done = subprocess.run([sys.executable, "-m", "pipeline.params", str(path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "pipeline.study.params", str(path)], capture_output=True, text=True)
     assert done.returncode == 2
     assert "train.batch_size" in done.stderr
     assert "Traceback" not in done.stderr
@@ -268,7 +268,7 @@ ARTICLE_SETUPS = {
 
 @pytest.mark.parametrize("study", sorted(ARTICLE_SETUPS))
 def test_claim_studies_hold_their_articles_setup(study):
-    from pipeline.params import read_dotted
+    from pipeline.study.axes import read_dotted
 
     params = load_params(REPO / "params.yaml", REPO / "studies" / study / "params.yaml")
     for key, expected in ARTICLE_SETUPS[study].items():
@@ -288,7 +288,7 @@ def test_article_003_validates_on_5000_of_60000():
 def test_every_rule_of_the_schema_is_known_to_the_fault_suite():
     # tests/faults/test_params.py reads keys, types and bounds from the schema; a validator's own rule
     # it cannot read: a new one must get its bad values there (params_schema.CHECKS, TIED) first.
-    from pipeline.params import Params
+    from pipeline.study.schema import Params
     from tests.faults.params_schema import CHECKS, SETTINGS, TIED, model_validators
 
     checks = {check for s in SETTINGS for check in (*s.checks, *(s.element.checks if s.element else ()))}

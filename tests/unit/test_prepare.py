@@ -16,8 +16,8 @@ from pipeline.data.prepared import (
     write_prepared,
 )
 from pipeline.data.raw import FormatError, RawDataset
-from pipeline.params import PrepareParams
 from pipeline.prepare import check_parsed, prepare_dataset
+from pipeline.study.schema import PrepareParams
 from tools.fake_data import md5, write_fashion_mnist
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
-from pipeline.ray_runner import (
+from pipeline.runner.__main__ import main, ray_slot_config
+from pipeline.runner.ray_cluster import (
     bundle,
     check_head_reachable,
-    check_tracking_uri,
+    check_tracking,
     stage_inputs,
     task_environment,
     unbundle,
 )
-from pipeline.runner import load_stages, main, ray_slot_config
-from pipeline.runner_worker import FAIL_ENV, SlotConfig
+from pipeline.runner.stages import load_stages
+from pipeline.runner.worker import SlotConfig
+from pipeline.tracking.settings import TrackingSettings, read_tracking_settings
 from tests.helpers import REPO, free_port
 
 
@@ -44,31 +48,27 @@ def test_a_cell_ships_the_outputs_of_other_stages_it_reads_and_no_code():
     assert {p.name for p in stage_inputs(stages, tuned)} == {"chosen.json", tuned.split("@")[1].split("-")[0]}
 
 
-def test_cluster_runs_need_a_tracking_server_every_node_reaches(monkeypatch):
-    for uri in (None, "sqlite:///mlflow.db", "file:///tmp/mlruns"):
-        if uri is None:
-            monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        else:
-            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        with pytest.raises(UserError, match="MLFLOW_TRACKING_URI.*mlflow server"):
-            check_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:5000")
-    assert check_tracking_uri() == "http://10.0.0.5:5000"
+def test_cluster_runs_need_a_tracking_server_every_node_reaches(tmp_path):
+    for environ in ({}, {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"}, {"MLFLOW_TRACKING_URI": "file:///tmp/mlruns"}):
+        with pytest.raises(UserError, match="mlflow server.*MLFLOW_TRACKING_URI=http"):
+            check_tracking(read_tracking_settings(tmp_path, environ))
+    check_tracking(read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": "http://10.0.0.5:5000"}))
 
 
 def test_a_ray_cell_s_environment_caps_threads_and_memory_and_carries_the_driver_s_settings(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "t")
-    monkeypatch.setenv(FAIL_ENV, "x")
+    monkeypatch.setenv("BNBENCH_DEVICE", "gpu")
     monkeypatch.setenv("HOME_ONLY_HERE", "no")
-    env = task_environment(ray_slot_config(slots=4, gpu_memory_mb=None, threads=3), "http://h:5000", "abc")
+    server = TrackingSettings("http://h:5000", Path("spool"))
+    env = task_environment(ray_slot_config(slots=4, gpu_memory_mb=None, threads=3), server, "abc")
     assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "3"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.225"
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and "CUDA_VISIBLE_DEVICES" not in env  # Ray assigns GPUs
-    assert env["KERAS_BACKEND"] == "jax" and env["MLFLOW_TRACKING_TOKEN"] == "t" and env[FAIL_ENV] == "x"
+    assert env["KERAS_BACKEND"] == "jax" and env["MLFLOW_TRACKING_TOKEN"] == "t" and env["BNBENCH_DEVICE"] == "gpu"
     assert env["MLFLOW_TRACKING_URI"] == "http://h:5000" and env[COMMIT_ENV] == "abc"
     assert "HOME_ONLY_HERE" not in env
-    capped = task_environment(ray_slot_config(slots=2, gpu_memory_mb=4000, threads=None), "http://h:5000", "abc")
+    capped = task_environment(ray_slot_config(slots=2, gpu_memory_mb=4000, threads=None), server, "abc")
     assert "TF_FORCE_GPU_ALLOW_GROWTH" not in capped and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in capped
     assert ray_slot_config(slots=1, gpu_memory_mb=None, threads=None) == SlotConfig(1, (), None, None)
 
@@ -83,7 +83,7 @@ def test_ray_mode_refuses_local_devices_and_a_local_store(monkeypatch):
     with pytest.raises(UserError, match="--devices is for local slots"):
         main(["studies/quick/dvc.yaml", "--ray", "auto", "--devices", "0,1"])
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(UserError, match="MLFLOW_TRACKING_URI is not set"):
+    with pytest.raises(UserError, match="the tracking store is sqlite:.*mlflow server"):
         main(["studies/quick/dvc.yaml", "--ray", "auto"])
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cells import Cell
 from pipeline.errors import UserError
-from pipeline.params import load_params
 from pipeline.report.build import build_report
+from pipeline.study.cells import Cell
+from pipeline.study.params import load_params
 from tests.helpers import REPO
 
 SHIPPED_TRAIN = load_params(REPO / "params.yaml").train.model_dump()

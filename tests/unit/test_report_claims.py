@@ -12,15 +12,16 @@ import re
 import pandas as pd
 import pytest
 
-from pipeline import dvcfile
-from pipeline.cells import expand_matrix
 from pipeline.errors import UserError
-from pipeline.params import DatasetTargets, load_params
 from pipeline.report.build import build_report, design_of, write_report
 from pipeline.report.collect import collect_results
 from pipeline.report.findings import answer_questions
 from pipeline.report.mlflow_links import RunLinks
 from pipeline.report.questions import ARTICLE_QUESTIONS, Level, Spread, TimeToTarget, questions_for
+from pipeline.study import generate
+from pipeline.study.cells import expand_matrix
+from pipeline.study.params import load_params
+from pipeline.study.schema import DatasetTargets
 from tests.fabricated_cells import study_params, write_cell
 from tests.helpers import REPO
 
@@ -195,7 +196,7 @@ def test_a_claim_study_without_answers_yet_is_named(tmp_path):
 
 # --- the declarations agree with the claim studies and the generated pipeline ---
 
-CLAIM_STUDIES = [s for s in dvcfile.study_dirs(REPO)[1:] if s.name.startswith("article")]
+CLAIM_STUDIES = [s for s in generate.study_dirs(REPO)[1:] if s.name.startswith("article")]
 
 
 @pytest.mark.parametrize("study", CLAIM_STUDIES, ids=lambda s: s.name)
@@ -220,18 +221,22 @@ def test_every_claim_of_a_study_can_be_answered_by_its_matrix(study):
 
 def test_every_article_has_its_questions_on_the_main_page():
     assert {q.key[:10] for q in ARTICLE_QUESTIONS} == {f"article00{i}" for i in range(5)}
-    report = dvcfile.root_definition(REPO)["stages"]["report"]
+    report = generate.root_definition(REPO)["stages"]["report"]
     for study in CLAIM_STUDIES:
         answers = f"studies/{study.name}/reports/findings.json"
         assert f"--claims {answers}" in report["cmd"] and answers in report["deps"]
-        assert "reports/findings.json" in dvcfile.root_definition(REPO)["stages"][f"{study.name}-report"]["outs"]
+        assert "reports/findings.json" in generate.root_definition(REPO)["stages"][f"{study.name}-report"]["outs"]
 
 
-def test_an_unknown_question_is_refused_when_the_pipeline_is_generated(tmp_path):
+def test_an_unknown_question_is_refused_when_the_pipeline_is_generated(tmp_path, monkeypatch):
+    from pipeline import dvcfile
     from tools.repo_copy import copy_repo
 
     copy_repo(tmp_path / "repo")
     overlay = tmp_path / "repo" / "studies" / "article002" / "params.yaml"
     overlay.write_text(overlay.read_text().replace("questions: [article002]", "questions: [article02]"))
+    before = (tmp_path / "repo" / "dvc.yaml").read_text()
+    monkeypatch.chdir(tmp_path / "repo")
     with pytest.raises(UserError, match=r"report.questions: no question article02; the declared questions are"):
-        dvcfile.root_definition(tmp_path / "repo")
+        dvcfile.main([])
+    assert (tmp_path / "repo" / "dvc.yaml").read_text() == before  # nothing written

@@ -14,10 +14,11 @@ import urllib.request
 import pytest
 from ruamel.yaml import YAML
 
-from pipeline.params import flatten
 from pipeline.report.build import build_report
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
+from pipeline.study.axes import flatten
+from pipeline.tracking.settings import read_tracking_settings
 from tests.fabricated_cells import study_params, write_cell
 
 LOCK = {
@@ -83,8 +84,8 @@ def test_page_shows_the_lock_digest_and_results_are_one_row_per_run(tmp_path):
 
 def test_without_a_tracking_server_there_are_no_links(tmp_path, monkeypatch):
     params, _ = _study(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert run_links(params, ["cifar10-relu-off-0.0-0"]) == RunLinks()
+    local = read_tracking_settings(tmp_path, {})
+    assert run_links(params, ["cifar10-relu-off-0.0-0"], local) == RunLinks()
 
 
 def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypatch):
@@ -92,8 +93,8 @@ def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypa
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
-    html, _, _, _report_answers = build_report(params, cells)
+    server = read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+    html, _, _, _report_answers = build_report(params, cells, tracking=server)
     assert f"The MLflow server at http://127.0.0.1:{port} did not answer" in html and "#/experiments/" not in html
 
 
@@ -101,7 +102,7 @@ def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypa
 def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking import study_key
+    from pipeline.tracking.runs import study_key
 
     params, cells = _study(tmp_path)
     with socket.socket() as s:
@@ -127,7 +128,11 @@ def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
         client.set_terminated(mine.info.run_id)
         other_study = client.create_run(experiment, tags={**tags, "bnbench.study_key": "else", "bnbench.cell": "x"})
         client.set_terminated(other_study.info.run_id)
-        links = run_links(params, ["cifar10-relu-off-0.0-0", "cifar10-relu-off-0.0-1"], uri=uri)
+        links = run_links(
+            params,
+            ["cifar10-relu-off-0.0-0", "cifar10-relu-off-0.0-1"],
+            read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": uri}),
+        )
         assert links.by_cell == {"cifar10-relu-off-0.0-0": f"{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"}
         html, _, _, _report_answers = build_report(params, cells, links=links)
         assert f'href="{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"' in html

@@ -11,12 +11,12 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pipeline import choose
-from pipeline.cells import expand_matrix, expand_sweep
 from pipeline.errors import UserError
 from pipeline.report import figures
 from pipeline.report.build import build_report, write_report
 from pipeline.report.mlflow_links import RunLinks
+from pipeline.study import choice
+from pipeline.study.cells import expand_matrix, expand_sweep
 from tests.fabricated_cells import study_params, write_cell
 
 LR = "train.optimizer.learning_rate"
@@ -44,7 +44,7 @@ def _study(tmp_path):
         write_cell(sweep_dir, cell=cell, crossings=crossings, diverged_at=20 if diverged else None,
                    settings_changes={"train.epochs": SWEEP["epochs"]}, lr_policy="sweep",
                    summary_changes={"best_val_accuracy": SCORES[(cell.configuration, rate)][cell.seed]})  # fmt: skip
-    chosen = choose.choose(params, sweep_dir)
+    chosen = choice.choose(params, sweep_dir)
     chosen_path = tmp_path / "chosen.json"
     chosen_path.write_text(json.dumps(chosen, indent=2, sort_keys=True))
     for cell in expand_matrix(params):

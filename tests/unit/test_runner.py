@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import runner_worker
-from pipeline.runner import (
-    Progress,
-    Stage,
-    cell_argv,
-    cell_rounds,
-    commit_command,
-    load_stages,
-    select,
-    slot_config,
-    slot_threads,
-    stale,
-    upstream_of,
-)
-from pipeline.runner_worker import FAIL_ENV, SlotConfig, Task, run_task, slot_environment
+from pipeline.runner.local import slot_config, slot_threads
+from pipeline.runner.record import Progress, commit_command
+from pipeline.runner.stages import Stage, cell_argv, cell_rounds, load_stages, select, stale, upstream_of
+from pipeline.runner.worker import SlotConfig, Task, run_task, slot_environment
 from pipeline.train import parse_args
 from tests.helpers import REPO
 
@@ -153,7 +142,6 @@ def test_a_finished_cell_is_committed_as_dvc_repro_records_it():
 @pytest.fixture
 def task(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(FAIL_ENV, raising=False)
     wdir = tmp_path / "studies" / "s"
     out = wdir / "results" / "cells" / "c"
     out.mkdir(parents=True)
@@ -194,13 +182,3 @@ def test_a_failing_task_returns_non_zero_with_its_traceback_in_its_log(task, cap
     assert "ValueError: broken cell" in task.log.read_text()
     assert "broken cell" not in capfd.readouterr().err  # in the log, not on the runner's display
     assert run_task(task, lambda argv: 2).returncode == 2
-
-
-def test_the_injected_failure_stops_only_its_own_stage(task, monkeypatch):
-    monkeypatch.setenv(FAIL_ENV, task.addressing)
-    called = []
-    assert run_task(task, lambda argv: called.append(argv) or 0).returncode == 1
-    assert not called and "failure injected" in task.log.read_text()
-    monkeypatch.setenv(FAIL_ENV, "another stage")
-    assert run_task(task, lambda argv: 0).ok
-    assert runner_worker.FAIL_ENV == "BNBENCH_RUNNER_FAIL_STAGE"

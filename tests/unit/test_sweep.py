@@ -8,9 +8,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from pipeline import choose, dvcfile
-from pipeline.cells import expand_matrix, expand_sweep, find_sweep_cell, sweep_settings, tuned_settings
 from pipeline.errors import UserError
-from pipeline.params import ParamsError, load_params, parse_params
+from pipeline.study import choice, generate
+from pipeline.study.cells import expand_matrix, expand_sweep, find_sweep_cell, sweep_settings, tuned_settings
+from pipeline.study.params import ParamsError, load_params, parse_params
 from tests.helpers import REPO
 
 SWEEP = {"learning_rates": [0.0001, 0.001, 0.01, 0.1], "seeds": [0, 1], "epochs": 2, "choose_by": "best_val_accuracy"}
@@ -121,7 +122,7 @@ def test_the_best_mean_wins_a_diverged_rate_scores_worst_and_a_tie_goes_to_the_s
         scores[(post, rate, 0)], scores[(post, rate, 1)] = a, b
     # off at 0.1: best before it diverged on seed 1, still worst; post at 0.1: one seed without a value
     _write_sweep(tmp_path, params, scores, diverged={(off, 0.1, 1)})
-    chosen = choose.choose(params, tmp_path)
+    chosen = choice.choose(params, tmp_path)
     off_entry, post_entry = chosen["configurations"][off], chosen["configurations"][post]
     assert (0.1 + 0.2) / 2 != (0.25 + 0.05) / 2  # the tie is one only once rounded
     assert off_entry["learning_rate"] == 0.001  # 0.001 and 0.01 tie at 0.15: the smaller rate
@@ -139,7 +140,7 @@ def test_a_loss_is_chosen_lowest_and_all_diverged_keeps_the_smallest_rate(tmp_pa
     scores[(off, 0.0001, 0)] = 0.9  # final_val_loss 0.1 + ... : highest accuracy means lowest loss
     everything = {(post, r, s) for r in SWEEP["learning_rates"] for s in (0, 1)}
     _write_sweep(tmp_path, params, scores, diverged=everything)
-    chosen = choose.choose(params, tmp_path)["configurations"]
+    chosen = choice.choose(params, tmp_path)["configurations"]
     assert chosen[off]["learning_rate"] == 0.0001  # loss 0.1: the lowest
     assert chosen[post]["learning_rate"] == 0.0001 and len(chosen[post]["diverged"]) == 4
 
@@ -164,7 +165,7 @@ def test_a_missing_sweep_result_names_its_stage(tmp_path):
     from pipeline.errors import UserError
 
     with pytest.raises(UserError, match=r"stage sweep@fashion_mnist-relu-off-0.0-learning_rate_0.0001-0"):
-        choose.choose(_params(), tmp_path)
+        choice.choose(_params(), tmp_path)
 
 
 # -- the generated stages ------------------------------------------------------------------------
@@ -206,7 +207,7 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
     # the sections it reads, from both files: the main study's sweep is overlaid by this study's
     assert {"../../params.yaml": ["train", "sweep"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
     assert chosen["outs"] == ["results/sweep/chosen.json"] and "results/sweep/cells" in chosen["deps"]
-    assert "../../pipeline/choose.py" in chosen["deps"]
+    assert "../../pipeline/choose.py" in chosen["deps"] and "../../pipeline/study/choice.py" in chosen["deps"]
     assert sorted(tuned["foreach"]) == sorted(
         f"fashion_mnist-relu-{bn}-0.0-{s}" for bn in ("off", "post") for s in (0, 1)
     )
@@ -237,7 +238,7 @@ def test_a_changed_sweep_makes_the_pipeline_stale(repo_copy, monkeypatch):
         dvcfile.main(["--check"])
     monkeypatch.setenv("DVC_STAGE", "sweepy-report")
     with pytest.raises(UserError, match="is out of date with the study's params"):
-        dvcfile.ensure_current(folder)
+        generate.ensure_current(folder)
 
 
 def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_runs_it(repo_copy):
@@ -258,9 +259,9 @@ def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_r
     assert ours["claim_x-train"]["do"]["outs"] == ["results/cells/${key}"]  # inside its folder, by wdir
     assert "--lock ../../dvc.lock" in ours["claim_x-report"]["cmd"]  # the lock its runs are recorded in
     assert "train" in root and "report" in root  # the main study's own stages are still there
-    dvcfile.ensure_current(folder)  # outside a stage: nothing to check
+    generate.ensure_current(folder)  # outside a stage: nothing to check
     with pytest.raises(Exception, match="runs with the main study"):
-        dvcfile.render(repo_copy, folder)
+        generate.render(repo_copy, folder)
 
     def dvc(*args):
         done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo_copy, capture_output=True, text=True)

@@ -1,6 +1,6 @@
 """The one place that seeds: Python, NumPy and the Keras backend.
 
-Whether the backend's kernels are deterministic is the backend's business: pipeline/backend.py.
+Whether the backend's kernels are deterministic is the backend's business: pipeline/cell/backend.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import keras
 
 from pipeline.errors import UserError
-from pipeline.params import OptimizerParams
+from pipeline.study.schema import OptimizerParams
 
 
 def learning_rate(settings: OptimizerParams) -> float | keras.optimizers.schedules.LearningRateSchedule:

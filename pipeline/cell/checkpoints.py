@@ -1,12 +1,13 @@
 """A cell's training checkpoint on disk, so that a killed cell resumes from its last completed epoch.
 
-Where: <repo>/.bnbench/checkpoints/<study>/<lr policy>/<cell>/<key>.npz, outside every DVC
+Where: <repo>/.bnbench/checkpoints/<study>/<lr policy>/<cell>/<key>.npz (the folder the train
+stage passes in: `CHECKPOINTS_DIR` under the repository), outside every DVC
 output (DVC deletes a stage's outputs before it runs the stage again) and git-ignored. One file
 per cell, replaced at the end of each epoch, deleted once the cell's outputs are written.
 
 The key is a digest of everything that decides the cell's result: its effective settings, the
-data digest, the learning-rate policy, the source of the `pipeline` package and the library
-versions. A checkpoint written under other settings, data or code is never resumed; the cell
+data digest, the learning-rate policy, the cells' code (the files of pipeline/study/code.py's
+`cell_code`, as the stage train-code digests them) and the library versions. A checkpoint written under other settings, data or code is never resumed; the cell
 deletes such files when it starts.
 
 Writes are atomic: the state goes to a temporary file beside the checkpoint, is flushed to disk,
@@ -26,21 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.params import CellSettings
+from pipeline.cell.training import TrainingState
 from pipeline.provenance import library_versions
-from pipeline.training import TrainingState
+from pipeline.study.code import cell_code
+from pipeline.study.schema import CellSettings
 
 CHECKPOINTS_DIR = Path(".bnbench") / "checkpoints"
 FORMAT = 1  # bumped when the file's layout changes
-PACKAGE = Path(__file__).resolve().parent
+CODE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `pipeline` package this runs
 
 
-def source_digest(package: Path = PACKAGE) -> str:
-    """sha256 over the `pipeline` package's Python files, names and bytes: any code change gives another."""
+def source_digest(code_root: Path = CODE_ROOT) -> str:
+    """sha256 over the cells' code, names and bytes: a change to any file that decides a cell's result gives another."""
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    for name in cell_code(code_root):
+        digest.update(name.encode() + b"\0")
+        digest.update((code_root / name).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -62,7 +64,7 @@ def _safe(name: str) -> str:
 
 
 class FileCheckpoint:
-    """One cell's checkpoint file: `pipeline.training.Checkpoints` on disk."""
+    """One cell's checkpoint file: `pipeline.cell.training.Checkpoints` on disk."""
 
     def __init__(self, folder: Path, key: str):
         self.folder = folder
@@ -126,8 +128,8 @@ class FileCheckpoint:
 
 
 def cell_checkpoint(
-    root: Path, study: str, cell: str, settings: CellSettings, data_digest: str, lr_policy: str
+    checkpoints_dir: Path, study: str, cell: str, settings: CellSettings, data_digest: str, lr_policy: str
 ) -> FileCheckpoint:
-    """The checkpoint of `cell` of `study` in the repository at `root`."""
-    folder = root / CHECKPOINTS_DIR / _safe(study) / _safe(lr_policy) / _safe(cell)
+    """The checkpoint of `cell` of `study` under `checkpoints_dir` (a repository's CHECKPOINTS_DIR)."""
+    folder = checkpoints_dir / _safe(study) / _safe(lr_policy) / _safe(cell)
     return FileCheckpoint(folder, checkpoint_key(settings, data_digest, lr_policy))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from pipeline import backend
+from pipeline.cell import backend
 
 
 def _loss(model: keras.Model, trainable: list, non_trainable: list, images, labels):

@@ -24,37 +24,11 @@ A miss is a miss: `reached` False and the times None, never the budget.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-VAL_ACCURACY, TRAIN_LOSS = "val_accuracy", "train_loss"
-
-
-@dataclass(frozen=True)
-class Target:
-    quantity: Literal["val_accuracy", "train_loss"]
-    value: float
-
-    @property
-    def key(self) -> str:
-        return target_key(self)
-
-    @property
-    def label(self) -> str:
-        """How the report shows it: "0.5" for an accuracy, "loss 1.3" for a training loss."""
-        return f"{self.value:g}" if self.quantity == VAL_ACCURACY else f"loss {self.value:g}"
-
-
-def target_key(target: Target | float) -> str:
-    """Metric-name form of a target: accuracy 0.55 -> "acc55", training loss 1.3 -> "loss1p3"."""
-    if isinstance(target, Target) and target.quantity == TRAIN_LOSS:
-        return "loss" + f"{target.value:g}".replace(".", "p")
-    value = target.value if isinstance(target, Target) else target
-    return f"acc{round(value * 100)}"
-
+from pipeline.study.targets import VAL_ACCURACY, Target
 
 MISS = {"reached": False, "steps": None, "epochs": None, "seconds": None}
 

@@ -14,11 +14,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-EXIT_CODE = 128 + signal.SIGTERM
-
-
-class Terminated(BaseException):
-    """The process received SIGTERM (a BaseException, so that `except Exception` does not swallow it)."""
+from pipeline.errors import Terminated
 
 
 def _raise_terminated(signum, frame) -> None:

@@ -1,18 +1,20 @@
-"""Tests only: stop a process at a chosen call, so that a test can kill it exactly there.
+"""Tests only: a fault planted at a chosen call of a process the tests start; the product has no test hooks.
 
 Python imports `sitecustomize` at start-up from the first folder on sys.path that has one; the
 tests put this folder first on PYTHONPATH of the processes they start (dvc, its stages, the
-runner and its workers), with BNBENCH_TEST_PAUSE set to JSON:
+runner and its workers, a Ray cluster's nodes), with BNBENCH_TEST_FAULT set to JSON:
 
-    {"target": "pipeline.checkpoints:FileCheckpoint.save",  # module:attribute path of a callable
+    {"target": "pipeline.cell.checkpoints:FileCheckpoint.save",  # module:attribute path of a callable
+     "action": "pause",                                  # pause (sleep until killed) or raise (the call fails)
      "call": 2,                                          # the n-th matching call in a process
      "when": "before",                                   # pause before the call runs, or "after" it
      "argv": "pipeline.prepare",                         # optional: only where the command line has this
      "env": {"DVC_STAGE": "train@x"},                    # optional: only while these variables have these values
-     "marker": "/tmp/.../paused"}                        # written (with the pid) when the process pauses
+     "marker": "/tmp/.../paused"}                        # pause: written (with the pid) when the process pauses
 
 The target is wrapped as its module is imported. A paused process sleeps until it is killed
-(a signal handler, e.g. for SIGTERM, still runs). Without BNBENCH_TEST_PAUSE nothing happens.
+(a signal handler, e.g. for SIGTERM, still runs); a raising call raises RuntimeError before it
+runs. Without BNBENCH_TEST_FAULT nothing happens.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import sys
 import time
 
-ENV = "BNBENCH_TEST_PAUSE"
+ENV = "BNBENCH_TEST_FAULT"
 
 
 def _matches(config: dict) -> bool:
@@ -46,9 +48,11 @@ def _wrapped(function, config: dict):
     calls = 0
 
     @functools.wraps(function)
-    def pausing(*args, **kwargs):
+    def faulty(*args, **kwargs):
         nonlocal calls
         hit = _matches(config) and (calls := calls + 1) == config.get("call", 1)
+        if hit and config.get("action", "pause") == "raise":
+            raise RuntimeError(f"a fault planted by the tests at {config['target']} ({ENV})")
         if hit and config.get("when", "before") == "before":
             _pause(config)
         result = function(*args, **kwargs)
@@ -56,7 +60,7 @@ def _wrapped(function, config: dict):
             _pause(config)
         return result
 
-    return pausing
+    return faulty
 
 
 def _patch(module, attribute_path: str, config: dict) -> None:

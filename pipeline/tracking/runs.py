@@ -1,14 +1,14 @@
 """MLflow, behind one small interface: a parent run per study, a child run per cell.
 
-The tracking URI is MLFLOW_TRACKING_URI when set, else `sqlite:///<repo>/mlflow.db`
-(with artifacts in `<repo>/mlruns`), where <repo> is DVC's root while a stage runs.
-Children point at their parent with the `mlflow.parentRunId` tag, which works
-across processes; the parent is found again by its study key, a digest of the
-settings every cell of the study shares (pipeline/tracking_parent.py).
+Where runs go is the command's TrackingSettings (pipeline/tracking/settings.py), passed in.
+Children point at their parent with the `mlflow.parentRunId` tag, which works across processes;
+the parent is found again by its study key, a digest of the settings every cell of the study
+shares (pipeline/tracking/parent.py). `MlflowTracker` is what the train stage hands a cell
+(pipeline/cell/run.py: Tracker): the cell's code never imports this package.
 
 A server that stops answering while a cell trains does not stop the cell: what the run logs goes
-through a journal on disk first (pipeline/tracking_spool.py) and reaches the server when it is
-back, at the cell's end at the latest, or with `python -m pipeline.sync_tracking`.
+through a journal on disk first (pipeline/tracking/spool.py) and reaches the server when it is
+back, at the cell's end at the latest, or with `python -m pipeline.tracking.sync`.
 """
 
 from __future__ import annotations
@@ -30,17 +30,19 @@ from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.context.registry import resolve_tags
 
-from pipeline import backend, tracking_parent
-from pipeline.cells import Cell
+from pipeline.cell import backend
 from pipeline.errors import UserError
-from pipeline.params import CellSettings, Params, flatten, format_value
 from pipeline.provenance import git_commit, library_versions
-from pipeline.tracking_spool import SPOOL_DIR, RunSpool, now_ms
+from pipeline.study.axes import flatten, format_value
+from pipeline.study.cells import Cell
+from pipeline.study.schema import CellSettings, Params
+from pipeline.tracking import parent
+from pipeline.tracking.settings import URI_ENV, TrackingSettings, is_server
+from pipeline.tracking.spool import RunSpool, now_ms
 
-URI_ENV = "MLFLOW_TRACKING_URI"
 HEALTH_TIMEOUT_S = 5
 SYSTEM_METRICS_INTERVAL_S = 5
-SYNC_COMMAND = "uv run python -m pipeline.sync_tracking"
+SYNC_COMMAND = "uv run python -m pipeline.tracking.sync"
 # MLflow's HTTP client retries a failed request for minutes by default (7 retries, backoff factor 2,
 # 120 s timeout). While a cell runs, a failed request costs at most a few seconds (the server
 # refuses: about 2 s; it hangs: 3 x 15 s), since what it carried waits in the spool anyway.
@@ -53,22 +55,6 @@ HTTP_BOUNDS = {
 }
 # After a failed delivery, log calls leave the server alone this long (the cell's end tries anyway).
 RETRY_INTERVAL_S = 30
-
-
-def repo_root() -> Path:
-    """DVC's root while a stage runs; otherwise the nearest folder above with a .dvc/ (else the cwd)."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    here = Path.cwd().resolve()
-    return next((p for p in (here, *here.parents) if (p / ".dvc").is_dir()), here)
-
-
-def tracking_uri() -> str:
-    return os.environ.get(URI_ENV) or f"sqlite:///{repo_root() / 'mlflow.db'}"
-
-
-def spool_dir() -> Path:
-    return repo_root() / SPOOL_DIR
 
 
 @contextmanager
@@ -85,7 +71,7 @@ def bounded_http_retries() -> Iterator[None]:
 
 def check_reachable(uri: str) -> None:
     """Fail in seconds, before any training, when a tracking server does not answer or refuses the login."""
-    if not uri.startswith(("http://", "https://")):
+    if not is_server(uri):
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as response:
@@ -129,13 +115,12 @@ def study_key(params: Params) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+def _experiment_id(client: MlflowClient, name: str, tracking: TrackingSettings) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    location = (repo_root() / "mlruns").as_uri() if uri.startswith("sqlite:") else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=tracking.artifact_location)
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":  # another cell created it since we looked
             raise
@@ -146,7 +131,7 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
     """The parent run of this study, created on first use."""
     key = study_key(params)
     shared = {"prepare": params.prepare.model_dump(), "train": params.train.model_dump()}
-    return tracking_parent.find_or_create(
+    return parent.find_or_create(
         client,
         experiment_id,
         key,
@@ -156,17 +141,16 @@ def study_run_id(client: MlflowClient, experiment_id: str, params: Params) -> st
     )
 
 
-def prepare_study(params: Params) -> str:
+def prepare_study(tracking: TrackingSettings, params: Params) -> str:
     """Create the store, the study's experiment and its parent run now, once; returns the parent run's id.
 
     For a runner about to start several cells at once: on a fresh SQLite store, first writers that
     start together race in MLflow's schema migration, and two cells could both create the experiment.
     """
-    uri = tracking_uri()
-    check_reachable(uri)
+    check_reachable(tracking.uri)
     with bounded_http_retries():
-        client = MlflowClient(uri)
-        return study_run_id(client, _experiment_id(client, params.study.name, uri), params)
+        client = MlflowClient(tracking.uri)
+        return study_run_id(client, _experiment_id(client, params.study.name, tracking), params)
 
 
 STEP_LOSS_METRIC = "train_loss_step"  # the per-step training loss, one value per optimizer step
@@ -260,7 +244,13 @@ def _start_run(client: MlflowClient, experiment_id: str, run_name: str, tags: di
 
 @contextmanager
 def track_cell(
-    params: Params, cell: Cell, settings: CellSettings, data_meta: dict, device: str, lr_policy: str = "fixed"
+    tracking: TrackingSettings,
+    params: Params,
+    cell: Cell,
+    settings: CellSettings,
+    data_meta: dict,
+    device: str,
+    lr_policy: str = "fixed",
 ) -> Iterator[CellRun]:
     """A child run for `cell` under the study's parent; marked FAILED if training raises.
 
@@ -273,7 +263,7 @@ def track_cell(
     The run is created on the server before training (a server that fails then stops the cell with
     one message); after that, nothing the server does stops it (see CellRun).
     """
-    uri = tracking_uri()
+    uri = tracking.uri
     client = MlflowClient(uri)
     tags = {
         "bnbench.role": "cell" if lr_policy == "fixed" else lr_policy,
@@ -294,9 +284,9 @@ def track_cell(
     run_name = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"
     with bounded_http_retries():
         try:
-            experiment_id = _experiment_id(client, params.study.name, uri)
-            parent = study_run_id(client, experiment_id, params)
-            run_id = _start_run(client, experiment_id, run_name, {tracking_parent.PARENT_TAG: parent, **tags})
+            experiment_id = _experiment_id(client, params.study.name, tracking)
+            parent_id = study_run_id(client, experiment_id, params)
+            run_id = _start_run(client, experiment_id, run_name, {parent.PARENT_TAG: parent_id, **tags})
         except MlflowException as error:
             if error.get_http_status_code() in (401, 403):
                 raise UserError(_refusal(uri, error)) from None
@@ -304,7 +294,7 @@ def track_cell(
                 f"the MLflow tracking server at {uri} failed while the cell's run was created, before any training "
                 f"({_one_line(error)}); run the stage again once it answers"
             ) from None
-        spool = RunSpool.create(spool_dir(), run_id, uri, run_name, experiment_id, tags["bnbench.study_key"])
+        spool = RunSpool.create(tracking.spool_dir, run_id, uri, run_name, experiment_id, tags["bnbench.study_key"])
         run = CellRun(client, spool)
         monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
         monitor.start()
@@ -324,15 +314,16 @@ def track_cell(
             run.end(status)
 
 
-def mark_stale_runs_killed(params: Params, cell: Cell, lr_policy: str = "fixed") -> list[str]:
+def mark_stale_runs_killed(
+    tracking: TrackingSettings, params: Params, cell: Cell, lr_policy: str = "fixed"
+) -> list[str]:
     """End as KILLED every run of this cell (same study key, cell and lr policy) still marked RUNNING; their ids.
 
     A process killed with SIGKILL (or by the out-of-memory killer, or a lost machine) never ends its
     run. Called as the cell starts again, when no other process can be training it: DVC locks a
     stage while it runs, and the runner trains each cell once.
     """
-    uri = tracking_uri()
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking.uri)
     experiment = client.get_experiment_by_name(params.study.name)
     if experiment is None:
         return []
@@ -344,3 +335,20 @@ def mark_stale_runs_killed(params: Params, cell: Cell, lr_policy: str = "fixed")
     for run_id in stale:
         client.set_terminated(run_id, "KILLED")
     return stale
+
+
+class MlflowTracker:
+    """The cell's Tracker (pipeline/cell/run.py) for a study: its runs in the store `tracking` names."""
+
+    def __init__(self, tracking: TrackingSettings, params: Params):
+        self.tracking = tracking
+        self.params = params
+
+    def check(self) -> None:
+        check_reachable(self.tracking.uri)
+
+    def end_stale_runs(self, cell: Cell, lr_policy: str) -> None:
+        mark_stale_runs_killed(self.tracking, self.params, cell, lr_policy)
+
+    def open_run(self, cell: Cell, settings: CellSettings, data_meta: dict, device: str, lr_policy: str):
+        return track_cell(self.tracking, self.params, cell, settings, data_meta, device, lr_policy)

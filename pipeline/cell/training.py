@@ -1,6 +1,6 @@
 """Train and measure one cell in memory: the model, the evaluation schedule, the test pass.
 
-A library: no files, no tracking. `pipeline.run_cell` wraps it with data, outputs
+A library: no files, no tracking. `pipeline.cell.run` wraps it with data, outputs
 and MLflow; the `train` stage and any runner call that.
 
 How a cell is measured
@@ -25,8 +25,8 @@ How a cell is measured
   at the last planned one (`probes_at`; the rows between leave their columns empty):
   for BN cells `val_accuracy_recomputed_bn`, the accuracy with BN
   statistics re-estimated on a fixed training sample of `bn_probe` images
-  (pipeline/precise_bn.py); per-layer kernel gradient norms `grad_norm/<layer>` on a
-  fixed probe batch of `gradient_probe` training images (pipeline/gradients.py), both
+  (pipeline/cell/precise_bn.py); per-layer kernel gradient norms `grad_norm/<layer>` on a
+  fixed probe batch of `gradient_probe` training images (pipeline/cell/gradients.py), both
   compiled once per cell; and
   in the row, `train_loss`/`train_accuracy` over the steps since the previous
   evaluation (training mode). None of these changes the model.
@@ -59,15 +59,15 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import backend
-from pipeline.convergence import history_metrics
+from pipeline.cell import backend
+from pipeline.cell.convergence import history_metrics
+from pipeline.cell.gradients import GradientNorms
+from pipeline.cell.models import build_model, model_spec
+from pipeline.cell.optimizers import build_optimizer
+from pipeline.cell.precise_bn import PreciseBN, has_batch_norm
+from pipeline.cell.seeding import seed_everything
 from pipeline.data.prepared import PreparedData
-from pipeline.gradients import GradientNorms
-from pipeline.models import build_model, model_spec
-from pipeline.optimizers import build_optimizer
-from pipeline.params import CellSettings
-from pipeline.precise_bn import PreciseBN, has_batch_norm
-from pipeline.seeding import seed_everything
+from pipeline.study.schema import CellSettings
 
 EVAL_BATCH_SIZE = 512  # inference only: larger batches, same numbers
 COMPILE_STEPS = 1  # steps timed apart as compile_seconds: graph tracing and compilation happen in the first
@@ -97,7 +97,7 @@ class TrainingState:
 
 
 class Checkpoints(Protocol):
-    """Where a cell keeps its training state between epochs (pipeline/checkpoints.py keeps it in a file)."""
+    """Where a cell keeps its training state between epochs (pipeline/cell/checkpoints.py keeps it in a file)."""
 
     def load(self) -> TrainingState | None: ...
 
@@ -223,7 +223,7 @@ class Measurements:
         self.steps_per_epoch = steps_per_epoch
         self.probe_images, self.probe_labels, self.bn_images = probe_images, probe_labels, bn_images
         self.on_eval = on_eval
-        # the probes, each compiled once for this model (pipeline/backend.py: compiled)
+        # the probes, each compiled once for this model (pipeline/cell/backend.py: compiled)
         self.precise_bn = PreciseBN(model) if has_batch_norm(model) and len(bn_images) else None
         self.gradient_norms = GradientNorms(model) if len(probe_images) else None
         self.rows: list[dict] = []
@@ -378,7 +378,7 @@ def train_cell(
         optimizer=build_optimizer(train.optimizer),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", step_losses],
-        jit_compile=backend.jit_compile(train.deterministic),  # pipeline/backend.py: XLA, where and why
+        jit_compile=backend.jit_compile(train.deterministic),  # pipeline/cell/backend.py: XLA, where and why
         # TensorFlow runs this many steps per call of its compiled step, a loop in the graph: the same
         # steps in the same order, less Python per step (Keras' JAX trainer loops in Python either way)
         steps_per_execution=train.steps_per_execution,

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from pipeline import backend
+from pipeline.cell import backend
 
 
 def has_batch_norm(model: keras.Model) -> bool:

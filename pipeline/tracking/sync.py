@@ -1,12 +1,12 @@
 """Deliver what cells kept in the tracking spool: each run's data goes to its MLflow server, then its end.
 
-Reads:  <repo>/.bnbench/tracking-spool/<run id>/ (pipeline/tracking_spool.py): what a cell logged
+Reads:  <repo>/.bnbench/tracking-spool/<run id>/ (pipeline/tracking/spool.py): what a cell logged
         that its tracking server did not take while the cell ran.
 Writes: each run's params, metrics, tags, artifacts and final status to MLflow (nothing twice);
         a run's folder goes once all of it is delivered. A run whose cell was killed before it
         ended is ended KILLED. Runs of cells still running are left to them.
-Run:    uv run python -m pipeline.sync_tracking
-        uv run python -m pipeline.sync_tracking --tracking-uri http://127.0.0.1:5000
+Run:    uv run python -m pipeline.tracking.sync
+        uv run python -m pipeline.tracking.sync --tracking-uri http://127.0.0.1:5000
         (the same server under another address: runs logged from compose's pipeline name it
         http://mlflow:5000, which the host does not resolve)
 """
@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import UserError, run_cli
-from pipeline.tracking import bounded_http_retries, check_reachable, spool_dir
-from pipeline.tracking_spool import RunSpool, spooled_runs
+from pipeline.repo import repo_root
+from pipeline.tracking.runs import bounded_http_retries, check_reachable
+from pipeline.tracking.settings import read_tracking_settings
+from pipeline.tracking.spool import RunSpool, spooled_runs
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,21 +44,21 @@ def sync_run(spool: RunSpool, uri: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    folder = spool_dir()
+    folder = read_tracking_settings(repo_root()).spool_dir
     runs = list(spooled_runs(folder))
     if not runs:
-        print(f"sync_tracking: nothing to deliver ({folder} holds no runs)")
+        print(f"sync: nothing to deliver ({folder} holds no runs)")
         return 0
     left = []
     for spool in runs:
         name = f"run {spool.run_id} ({spool.label})"
         if not spool.lock(wait=False):
-            print(f"sync_tracking: {name}: left alone, its cell is still running")
+            print(f"sync: {name}: left alone, its cell is still running")
             continue
         uri = args.tracking_uri or spool.tracking_uri
         try:
             with bounded_http_retries():
-                print(f"sync_tracking: {name}: {sync_run(spool, uri)} at {uri}")
+                print(f"sync: {name}: {sync_run(spool, uri)} at {uri}")
         except UserError as error:
             left.append(f"{name}: {error}")
         except Exception as error:  # the server refused an entry: it stays, with the reason

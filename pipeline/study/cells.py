@@ -1,6 +1,6 @@
 """A study's cells: one training run each, identified by its value on every axis.
 
-The axes are the keys of `matrix:` in params (pipeline/params.py), in the order
+The axes are the keys of `matrix:` in params (pipeline/study/params.py), in the order
 written there. Everything that names or groups cells derives from them: the cell
 and DVC stage name, the MLflow params and tags, the report's grouping.
 """
@@ -11,7 +11,8 @@ import itertools
 from dataclasses import dataclass
 
 from pipeline.errors import UserError
-from pipeline.params import CELL_AXES, LEARNING_RATE, CellSettings, Params, apply_axes, format_value, read_dotted
+from pipeline.study.axes import CELL_AXES, apply_axes, format_value, read_dotted
+from pipeline.study.schema import LEARNING_RATE, CellSettings, Params
 
 
 @dataclass(frozen=True)

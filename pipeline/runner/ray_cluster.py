@@ -1,6 +1,6 @@
 """The runner's Ray mode: a study's stale cells as tasks on a Ray cluster (`python -m pipeline.runner ... --ray ADDRESS`).
 
-The driver is the runner in the repository (pipeline/runner.py): it reproduces the upstream stages
+The driver is the runner in the repository (pipeline/runner/__main__.py): it reproduces the upstream stages
 with `dvc repro`, picks the stale cells with `dvc status`, records each finished cell with
 `dvc commit --force` and runs the report, exactly as with local slots. Only the training moves to
 the cluster, where a node has no access to the driver's workspace. What travels, and how:
@@ -12,12 +12,14 @@ the cluster, where a node has no access to the driver's workspace. What travels,
 - Inputs made by other stages (data/prepared/<dataset>, the sweep's chosen.json): read by the driver
   into bundles (path -> bytes), put into Ray's object store once each; a node fetches what its cells use.
 - Each cell trains in a scratch copy of that tree on its node, through the stage's own entry point
-  (pipeline/runner_worker.py's run_task), and the task returns the stage's outputs as bytes; the
+  (pipeline/runner/worker.py's run_task), and the task returns the stage's outputs as bytes; the
   driver writes them into its workspace and commits them to DVC. Nothing is written on a node
   outside its scratch folder, which goes when the cell ends.
-- MLflow: the cells log to MLFLOW_TRACKING_URI, which must be an http(s) tracking server every node
-  reaches (a local sqlite file would stay on the node). The driver's git commit goes with the cells
-  (BNBENCH_GIT_COMMIT), as the nodes have no .git.
+- Settings: the driver's KERAS_BACKEND, XLA_FLAGS, TF_CPP_MIN_LOG_LEVEL and every BNBENCH_* and
+  MLFLOW_* variable go with the cells (Ray's runtime_env env_vars).
+- MLflow: the cells log to the driver's tracking store, which must be an http(s) tracking server every
+  node reaches (a local sqlite file would stay on the node). The driver's git commit goes with the
+  cells (BNBENCH_GIT_COMMIT), as the nodes have no .git.
 
 Resources: a cell asks Ray for `threads` CPUs (default 1) and uses that many threads; on a cluster
 with GPUs also 1/slots of a GPU. Ray's fraction does not cap memory, so each worker process gets its
@@ -36,20 +38,22 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.dvcfile import TRAIN_CODE
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
-from pipeline.runner import Outcome, Progress, Stage, record_ended
-from pipeline.runner_worker import FAIL_ENV, SlotConfig, Task, TaskResult, remove_outputs, slot_environment
+from pipeline.runner.record import Outcome, drive
+from pipeline.runner.stages import Stage
+from pipeline.runner.worker import SlotConfig, Task, TaskResult, remove_outputs, run_task, slot_environment
+from pipeline.study.generate import TRAIN_CODE
+from pipeline.tracking.settings import URI_ENV, TrackingSettings
 
-# The driver's settings a cell needs on the cluster (besides every MLFLOW_* variable, the server's
-# address and credentials).
-FORWARDED_ENV = ("KERAS_BACKEND", "BNBENCH_DEVICE", "XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL", FAIL_ENV)
+# The driver's settings a cell needs on the cluster: these, and every variable with one of the prefixes
+# (bnbench's own settings; MLflow's server address and credentials).
+FORWARDED_ENV = ("KERAS_BACKEND", "XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL")
+FORWARDED_PREFIXES = ("BNBENCH_", "MLFLOW_")
 
 
 @dataclass(frozen=True)
@@ -110,24 +114,22 @@ def stage_inputs(stages: dict[str, Stage], addressing: str) -> tuple[Path, ...]:
 # -- the driver's side ----------------------------------------------------------------------------
 
 
-def check_tracking_uri() -> str:
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri.startswith(("http://", "https://")):
+def check_tracking(tracking: TrackingSettings) -> None:
+    if not tracking.is_server:
         raise UserError(
-            f"--ray: MLFLOW_TRACKING_URI is {uri or 'not set'}; cells on a cluster log to an MLflow tracking "
+            f"--ray: the tracking store is {tracking.uri}; cells on a cluster log to an MLflow tracking "
             "server that every node reaches: start one (`mlflow server --host 0.0.0.0 --port 5000`) and set "
-            "MLFLOW_TRACKING_URI=http://<its host>:5000"
+            f"{URI_ENV}=http://<its host>:5000"
         )
-    return uri
 
 
-def task_environment(config: SlotConfig, uri: str, commit: str) -> dict[str, str]:
+def task_environment(config: SlotConfig, tracking: TrackingSettings, commit: str) -> dict[str, str]:
     """The environment of every worker process of the job, set by Ray before it imports anything."""
     env = slot_environment(dataclasses.replace(config, devices=()), 0)  # Ray sets CUDA_VISIBLE_DEVICES itself
     if not config.gpu_memory_mb:
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-    forwarded = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith("MLFLOW_")}
-    return {**env, **forwarded, "MLFLOW_TRACKING_URI": uri, COMMIT_ENV: commit}
+    forwarded = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV or k.startswith(FORWARDED_PREFIXES)}
+    return {**env, **forwarded, URI_ENV: tracking.uri, COMMIT_ENV: commit}
 
 
 def check_head_reachable(address: str, timeout_s: float = 5) -> None:
@@ -185,13 +187,17 @@ def cell_resources(ray, config: SlotConfig, slots: int) -> tuple[dict, int]:
 
 
 def train_cells_on_ray(
-    root: Path, stages: dict[str, Stage], tasks: list[Task], config: SlotConfig, address: str, slots: int
+    root: Path,
+    stages: dict[str, Stage],
+    tasks: list[Task],
+    config: SlotConfig,
+    address: str,
+    slots: int,
+    tracking: TrackingSettings,
 ) -> Outcome:
     """Train `tasks` as Ray tasks; write each finished cell's outputs into the workspace and commit it to DVC."""
-    from tqdm import tqdm
-
-    uri = check_tracking_uri()
-    ray = connect(address, root, task_environment(config, uri, git_commit()))
+    check_tracking(tracking)
+    ray = connect(address, root, task_environment(config, tracking, git_commit()))
     try:
         from ray.util.queue import Queue
 
@@ -210,24 +216,17 @@ def train_cells_on_ray(
                 config,
             )
             pending[remote.remote(job, events, *(refs[p] for p in stage_inputs(stages, task.addressing)))] = task
-        progress = Progress(len(tasks))
-        bar = tqdm(total=len(tasks), unit="cell", bar_format="{n_fmt}/{total_fmt} |{bar}| {postfix}")
-        results: list[TaskResult] = []
-        failed: list[str] = []
-        began = time.perf_counter()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=1.0)
+
+        def ready(refs_left: list) -> list:
+            return ray.wait(refs_left, num_returns=len(refs_left), timeout=1.0)[0]
+
+        def started() -> list[str]:
+            addressings = []
             while not events.empty():
-                progress.start(events.get_nowait()[1])
-            ended = []
-            for ref in ready:
-                task = pending.pop(ref)
-                ended.append((task, collect(root, task, ref, ray)))
-            record_ended(root, ended, progress, results, failed)
-            bar.n = progress.finished
-            bar.set_postfix_str(progress.line(), refresh=True)
-        bar.close()
-        return Outcome(results, failed, time.perf_counter() - began, capacity)
+                addressings.append(events.get_nowait()[1])
+            return addressings
+
+        return drive(root, pending, ready, lambda ref, task: collect(root, task, ref, ray), started, capacity)
     finally:
         ray.shutdown()
 
@@ -259,12 +258,12 @@ def run_remote(job: CellJob, events, *input_bundles: dict[str, bytes]) -> CellRe
     import ray
 
     global _limited
-    from pipeline import runner_worker
+    from pipeline.runner import worker
 
     if not _limited:  # TensorFlow takes its thread and memory settings once, before it first runs
-        runner_worker.limit_framework(job.config)
+        worker.limit_framework(job.config)
         _limited = True
-    code_dir = Path(__file__).resolve().parents[1]  # the tree Ray unpacked: this module was imported from it
+    code_dir = Path(__file__).resolve().parents[2]  # the tree Ray unpacked: this module was imported from it
     scratch = Path(tempfile.mkdtemp(prefix="bnbench-cell-"))
     try:
         repo = scratch / "repo"
@@ -272,9 +271,8 @@ def run_remote(job: CellJob, events, *input_bundles: dict[str, bytes]) -> CellRe
         for files in input_bundles:
             unbundle(repo, files)
         log = scratch / "cell.log"
-        runner_worker._events = events  # the start event goes to the driver's progress display
         task = Task(job.addressing, repo, repo / job.wdir, job.argv, tuple(repo / o for o in job.outs), log)
-        result = runner_worker.run_task(task)
+        result = run_task(task, events=events)  # its start event goes to the driver's progress display
         return CellReturn(
             job.addressing,
             result.returncode,

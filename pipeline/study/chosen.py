@@ -1,7 +1,7 @@
 """The file the choose stage writes and tuned cells read: the learning rate chosen per configuration.
 
 Its own module, so that the training stages depend on how the file is read, not on the
-rule that chose (pipeline/choose.py): a change to the rule re-runs choose, and the tuned
+rule that chose (pipeline/study/choice.py): a change to the rule re-runs choose, and the tuned
 cells only where a chosen rate changed.
 """
 

@@ -32,9 +32,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Tests only: a stage addressing whose task fails before it trains (a failure by construction).
-FAIL_ENV = "BNBENCH_RUNNER_FAIL_STAGE"
-
 
 @dataclass(frozen=True)
 class SlotConfig:
@@ -105,7 +102,7 @@ def init_worker(config: SlotConfig, counter, events) -> None:
             os.dup2(log.fileno(), 2)
     os.environ.update(slot_environment(config, _slot))
     limit_framework(config)
-    import pipeline.tracking  # noqa: F401 - MLflow, imported once here rather than in the first cell
+    import pipeline.tracking.runs  # noqa: F401 - MLflow, imported once here rather than in the first cell
     import pipeline.train  # noqa: F401
 
 
@@ -182,12 +179,16 @@ def _fresh_framework_state() -> None:
         keras.backend.clear_session()
 
 
-def run_task(task: Task, entry: Callable[[Sequence[str]], int] | None = None) -> TaskResult:
-    """Train one cell as its DVC stage would; never raises: a failure is a non-zero return code and its log."""
+def run_task(task: Task, entry: Callable[[Sequence[str]], int] | None = None, events=None) -> TaskResult:
+    """Train one cell as its DVC stage would; never raises: a failure is a non-zero return code and its log.
+
+    Its start goes to `events` (a queue the runner reads), by default this worker's.
+    """
     entry = entry or _train_entry
+    events = events if events is not None else _events
     started = time.time()
-    if _events is not None:
-        _events.put(("start", task.addressing, os.getpid(), _slot, started))
+    if events is not None:
+        events.put(("start", task.addressing, os.getpid(), _slot, started))
     code = 1
     with captured_output(task.log):
         try:
@@ -196,8 +197,6 @@ def run_task(task: Task, entry: Callable[[Sequence[str]], int] | None = None) ->
             os.chdir(task.wdir)
             os.environ["DVC_ROOT"] = str(task.root)
             os.environ["DVC_STAGE"] = task.addressing
-            if os.environ.get(FAIL_ENV) == task.addressing:
-                raise RuntimeError(f"failure injected by {FAIL_ENV} (tests only)")
             _fresh_framework_state()
             code = entry(task.argv)
         except (Exception, SystemExit):  # SystemExit: argparse refusing the stage's arguments

@@ -5,7 +5,7 @@ a journal, `<repo>/.bnbench/tracking-spool/<run id>/journal.jsonl`: one JSON lin
 each with its own id, written and synced to disk before it is sent (artifacts are copied into
 the run's folder). An entry sent is recorded in `delivered.txt` beside it. So a server that
 vanishes mid-cell costs no data: what it missed stays in the journal and goes at a later log
-call, at the cell's end, or with `python -m pipeline.sync_tracking`. Once everything, the run's
+call, at the cell's end, or with `python -m pipeline.tracking.sync`. Once everything, the run's
 end included, is delivered, the run's folder goes.
 
 Delivering an entry twice (a crash between sending it and recording it) adds nothing: a metric
@@ -13,7 +13,7 @@ keeps the timestamp it was logged with, and MLflow's store keeps one metric per 
 step and timestamp; params, tags, artifacts and the end are written again with the same values.
 
 A cell holds a lock on its run's folder (flock, released by the kernel when its process dies),
-so `sync_tracking` leaves the runs of cells still running alone.
+so the sync command (pipeline/tracking/sync.py) leaves the runs of cells still running alone.
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking_parent
+from pipeline.tracking import parent
 
-SPOOL_DIR = Path(".bnbench") / "tracking-spool"
 MAX_METRICS = 1000  # MLflow's limits per log_batch call
 MAX_PARAMS = MAX_TAGS = 100
 
@@ -147,7 +146,7 @@ class RunSpool:
         self._append({"artifact": name})
 
     def add_end(self, status: str, end_time_ms: int) -> None:
-        """The run's final status; then its study's parent is settled (pipeline/tracking_parent.py)."""
+        """The run's final status; then its study's parent is settled (pipeline/tracking/parent.py)."""
         self._append({"end": status, "end_time": end_time_ms})
         self._append({"settle": self.study_key})
 
@@ -203,7 +202,7 @@ class RunSpool:
         elif "end" in entry:
             client.set_terminated(run_id, entry["end"], end_time=entry["end_time"])
         elif "settle" in entry:
-            tracking_parent.settle(client, self.experiment_id, entry["settle"])
+            parent.settle(client, self.experiment_id, entry["settle"])
         else:
             raise ValueError(f"{self.folder / 'journal.jsonl'}: entry {entry['id']} is of no known kind")
 

@@ -1,0 +1,74 @@
+"""Which project files are a stage's code, so that a change to them re-runs exactly that stage.
+
+A stage depends on its entry point's module and every project module it imports, transitively
+(found by reading the imports, lazy ones included; conservative: an import anywhere in a module
+counts), plus the files such a module reads at run time (DATA_FILES).
+
+The cells are the exception: hundreds of stages, and hours of training each time they go stale.
+They depend on `cell_code`: the modules of pipeline/cell/ and what those import (the study's
+schema, axes and cells, data reading, errors), and nothing else. The stage command
+(pipeline/train.py) hands a cell its tracker; pipeline/cell/ never imports tracking, the runner
+or the report (tests/unit/test_layout.py), so a fix there leaves every cell up to date.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = "pipeline"
+CELL_PACKAGE = "pipeline/cell"
+# Files a module reads at run time that no import shows.
+DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(root: Path, path: Path, module: str) -> set[str]:
+    """Project modules `path` imports anywhere in it (functions too), as dotted names."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            # `from pipeline.data import prepared` imports a module; `from pipeline.x import f` a name.
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] == PACKAGE and _module_file(root, n))
+    return found
+
+
+def code_deps(root: Path, entry: str) -> list[str]:
+    """Files (relative to root) of `entry` and every project module it imports, transitively."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        todo += sorted(_imports(root, _module_file(root, module), module))
+    files = {_module_file(root, m).relative_to(root).as_posix() for m in seen}
+    files |= {extra for f in list(files) for extra in DATA_FILES.get(f, [])}
+    return sorted(files)
+
+
+def cell_code(root: Path) -> list[str]:
+    """The files that decide a cell's outputs: pipeline/cell/'s modules and what they import, transitively."""
+    modules = [f"{PACKAGE}.cell.{p.stem}" for p in sorted((root / CELL_PACKAGE).glob("*.py")) if p.stem != "__init__"]
+    return sorted({file for module in modules for file in code_deps(root, module)})
