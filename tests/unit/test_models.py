@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import typing
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
+from pipeline.cell.architectures import ARCHITECTURES
 from pipeline.cell.models import Augmentation, ModelSpec, augmentation_layers, build_model, model_spec
+from pipeline.study.schema import Architecture
 
 
 def _spec(architecture="seed_cnn", bn="off", dropout=0.0, activation="relu", **more):
@@ -52,7 +56,7 @@ def _normalized(model, index):
     return False
 
 
-@pytest.mark.parametrize("architecture", ["seed_cnn", "strided_cnn", "mlp", "conv5_cnn"])
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("bn", ["off", "pre", "post"])
 @pytest.mark.parametrize("post_bn_bias", [True, False])
 def test_bias_only_where_bn_does_not_cancel_it_or_as_post_bn_bias_says(architecture, bn, post_bn_bias):
@@ -169,20 +173,29 @@ def _conv5_cnn_count(bn: str, bias_after: bool = True) -> int:
     }[bn]
 
 
+# Each on its article's input (the registry's input_shape), 10 classes.
 HAND_COUNTS = {
-    ("seed_cnn", (32, 32, 3)): _seed_cnn_count,
-    ("strided_cnn", (32, 32, 3)): _strided_cnn_count,
-    ("mlp", (28, 28, 1)): _mlp_count,
-    ("conv5_cnn", (32, 32, 3)): _conv5_cnn_count,
+    "seed_cnn": _seed_cnn_count,
+    "strided_cnn": _strided_cnn_count,
+    "mlp": _mlp_count,
+    "conv5_cnn": _conv5_cnn_count,
 }
 
 
-@pytest.mark.parametrize(("preset", "input_shape"), list(HAND_COUNTS))
+def test_every_registered_architecture_has_a_count_worked_out_by_hand_and_a_name_the_schema_takes():
+    assert set(HAND_COUNTS) == set(ARCHITECTURES)
+    assert set(typing.get_args(Architecture)) == set(ARCHITECTURES)
+    assert {ARCHITECTURES[name].input_shape for name in ("seed_cnn", "strided_cnn", "conv5_cnn")} == {(32, 32, 3)}
+    assert ARCHITECTURES["mlp"].input_shape == (28, 28, 1)
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("bn", ["off", "pre", "post"])
 @pytest.mark.parametrize("post_bn_bias", [True, False])
-def test_parameter_count_of_every_study_model_and_placement(preset, input_shape, bn, post_bn_bias):
-    model = build_model(_spec(preset, bn=bn, post_bn_bias=post_bn_bias), input_shape, 10)
-    assert model.count_params() == HAND_COUNTS[preset, input_shape](bn, post_bn_bias)
+def test_parameter_count_of_every_registered_model_and_placement(architecture, bn, post_bn_bias):
+    input_shape = ARCHITECTURES[architecture].input_shape
+    model = build_model(_spec(architecture, bn=bn, post_bn_bias=post_bn_bias), input_shape, 10)
+    assert model.count_params() == HAND_COUNTS[architecture](bn, post_bn_bias)
 
 
 def test_hand_counts_agree_with_the_articles_totals():
