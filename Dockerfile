@@ -4,7 +4,7 @@
 #   docker build -t bnbench:gpu .                          # NVIDIA GPU: TensorFlow's CUDA wheels (the gpu extra)
 #   docker build --build-arg VARIANT=cpu -t bnbench:cpu .  # any machine
 # The GPU variant needs only the driver and the NVIDIA container toolkit on the host. compose.yaml
-# runs both (README.md, "In a container"); by hand, as the host user so that files stay theirs:
+# runs both (docs/operations.md, "In a container"); by hand, as the host user so that files stay theirs:
 #   docker run --rm --gpus all -e BNBENCH_DEVICE=gpu --user "$(id -u):$(id -g)" -v "$PWD:/work" bnbench:gpu
 # Build arguments:
 #   BASE_IMAGE       a Debian 12 (bookworm) image; the public one by default, a locally built one

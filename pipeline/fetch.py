@@ -3,7 +3,7 @@
 Reads:  the canonical location, or BNBENCH_DATA_MIRROR (http(s) URL or directory
         holding <dataset>/<original file name>); BNBENCH_DATA_CHECKSUMS optionally
         names a JSON {dataset: {file name: md5}} for data that are not the published files;
-        BNBENCH_DOWNLOAD_{TIMEOUT,DEADLINE,BACKOFF}_S bound the waiting (README).
+        BNBENCH_DOWNLOAD_{TIMEOUT,DEADLINE,BACKOFF}_S bound the waiting (docs/operations.md).
 Writes: <out>/<original files> and <out>/files.json (the md5s verified, and whether
         they are the published ones).
 Run:    python -m pipeline.fetch --dataset cifar10 --out data/raw/cifar10

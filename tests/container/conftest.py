@@ -9,7 +9,7 @@ HTTP from a mirror on the host. The repository copy belongs to a non-root uid, a
 does, and the containers run with that uid. The tests look at what it left; `down -v` removes the
 containers and the server's volume. The images stay, so that a rerun builds from the layer cache.
 
-Every docker command run here is printed (see README.md, "In a container": the same commands).
+Every docker command run here is printed (see docs/operations.md, "In a container": the same commands).
 Outside CI this skips when no engine can be had; in CI it fails instead.
 """
 

@@ -3,7 +3,7 @@
 Mark a test (or one parameter of it) with
     @pytest.mark.fault(area="network", case="a truncated body", holds="retried, then refused; nothing kept")
 `holds` is what the test asserts stays true. At the end of a run, each case's outcome (passed or
-FAILED) goes into tests/faults/RESULTS.md and into the README between the fault-table markers.
+FAILED) goes into tests/faults/RESULTS.md, the table's only home.
 Rows of cases that did not run keep their last outcome (delete RESULTS.md and run the whole suite to
 start the table afresh).
 """
@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.faults.table import FaultRow, update_tables
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.faults.table import FaultRow, update_table
 
 # Property-based cases (hypothesis): by default few examples, the same ones every run (derandomized:
 # no outcome depends on luck) and no example database; HYPOTHESIS_PROFILE=thorough searches widely.
@@ -62,4 +60,4 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_sessionfinish(session, exitstatus):
     if _outcomes:
-        update_tables(list(_outcomes.values()), ROOT / "README.md", ROOT / "tests" / "faults" / "RESULTS.md")
+        update_table(list(_outcomes.values()))

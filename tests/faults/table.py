@@ -1,4 +1,4 @@
-"""The fault suite's table: one row per case, kept in tests/faults/RESULTS.md and in the README."""
+"""The fault suite's table: one row per case, kept in tests/faults/RESULTS.md, its only home (the docs link to it)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-START, END = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+RESULTS = Path(__file__).with_name("RESULTS.md")
+TITLE = "# Fault suite: the cases tried and their outcome\n\nWritten by `uv run pytest tests/faults`.\n\n"
 HEADER = "| area | case tried | what must hold | outcome |\n| --- | --- | --- | --- |"
 
 
@@ -50,17 +51,7 @@ def merge(old: list[FaultRow], new: list[FaultRow]) -> list[FaultRow]:
     return list(merged.values())
 
 
-def update_tables(rows: list[FaultRow], readme: Path, results: Path) -> None:
+def update_table(rows: list[FaultRow], results: Path = RESULTS) -> None:
+    """Write the run's outcomes over the last table into `results`, and nothing else."""
     old = parse(results.read_text(encoding="utf-8")) if results.is_file() else []
-    table = render(merge(old, rows))
-    results.write_text(
-        "# Fault suite: the cases tried and their outcome\n\nWritten by `uv run pytest tests/faults`.\n\n"
-        + table
-        + "\n",
-        encoding="utf-8",
-    )
-    text = readme.read_text(encoding="utf-8")
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        readme.write_text(f"{before}{START}\n{table}\n{END}{after}", encoding="utf-8")
+    results.write_text(TITLE + render(merge(old, rows)) + "\n", encoding="utf-8")

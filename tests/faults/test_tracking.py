@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import click
+import mlflow.cli
 import pandas as pd
 import pytest
 from mlflow.entities import ViewType
@@ -143,7 +145,7 @@ def test_a_late_parent_is_settled_into_one(store):
 
 
 @fault(
-    case="the tracking server's address in compose.yaml and in the README's commands",
+    case="the tracking server's address in compose.yaml and in the commands of docs/",
     holds="the server is published or bound on 127.0.0.1 only",
 )
 def test_tracking_servers_listen_on_loopback_only():
@@ -154,11 +156,16 @@ def test_tracking_servers_listen_on_loopback_only():
     # inside its container the server listens on all of the container's interfaces: only the
     # port published above (on the host's loopback) and compose's own network reach it
     assert "--host 0.0.0.0" in compose["services"]["mlflow"]["command"]
-    readme = (REPO / "README.md").read_text()
-    commands = re.findall(r"uv run mlflow (?:server|ui)\b[^\n`]*(?:\\\n[^\n`]*)*", readme)
+    # a command that names no host binds where MLflow's own default says, for `mlflow ui` too
+    context = click.Context(mlflow.cli.cli)
+    for name in ("server", "ui"):
+        host = next(p for p in mlflow.cli.cli.get_command(context, name).params if p.name == "host")
+        assert host.default == "127.0.0.1", (name, host.default)
+    docs = "\n".join(page.read_text() for page in sorted((REPO / "docs").rglob("*.md")))
+    commands = re.findall(r"\bmlflow (?:server|ui)\b(?:[^\n`\\]|\\\n?)*", docs)  # with continuation lines
     assert len(commands) >= 2  # the local UI and the team's server
     for command in commands:
-        hosts = re.findall(r"--host[ =](\S+)", command)
+        hosts = re.findall(r"(?<![\w-])(?:--host|-h)[ =](\S+)", command)
         assert hosts in ([], ["127.0.0.1"]), command
 
 
