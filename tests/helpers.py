@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from ruamel.yaml import YAML
 
@@ -150,17 +151,68 @@ def _wait_until_group_gone(group: int, timeout_s: float = 60) -> None:
     assert not left, f"processes {left} of a killed group were not reaped within {timeout_s:.0f} s"
 
 
-def require_extra(module: str, extra: str) -> None:
-    """Skip the test when an optional dependency is missing; in CI, which installs every extra, fail instead."""
-    import importlib.util
+# -- what this machine lacks: skipped here, a failure in CI -------------------------------------
 
+
+def in_ci() -> bool:
+    """Whether the tests run in CI: CI set to anything but empty, 0 or false (CI systems set CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def skip_here_fail_in_ci(reason: str) -> NoReturn:
+    """A test that cannot run on this machine (a missing browser, engine, extra): skipped here; in CI, which
+    installs everything the tests need, a failure."""
     import pytest
 
+    if in_ci():
+        pytest.fail(f"CI must run this test: {reason}")
+    pytest.skip(reason)
+
+
+def require_extra(module: str, extra: str) -> None:
+    """An optional dependency the test needs (skipped here without it, a failure in CI)."""
+    import importlib.util
+
     if importlib.util.find_spec(module) is None:
-        reason = f"{module} is not installed (the {extra} extra: uv sync --extra {extra})"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run this test: {reason}")
-        pytest.skip(reason)
+        skip_here_fail_in_ci(f"{module} is not installed (the {extra} extra: uv sync --extra {extra})")
+
+
+def require_chromium() -> str:
+    """Debian's Chromium, for the tests that look at a page as a person would; its path."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        skip_here_fail_in_ci("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    return path
+
+
+# -- a tiny prepared dataset -----------------------------------------------------------------------
+
+
+def write_tiny_prepared(folder: Path, train: int = 400, test: int = 100, val_fraction: float = 0.25) -> Path:
+    """Generated Fashion-MNIST-format files, prepared as the prepare stage prepares them; returns `folder`/prepared.
+
+    Defaults: 300 training images (10 steps of 32), 100 validation and 100 test images.
+    """
+    from pipeline.data.datasets import DATASETS
+    from pipeline.data.fashion_mnist import read_fashion_mnist
+    from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
+    from tools.fake_data import write_fashion_mnist
+
+    raw = folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    write_fashion_mnist(raw, train=train, test=test)
+    splits = split_dataset(read_fashion_mnist(raw), val_fraction=val_fraction, seed=0)
+    mean, std = channel_stats(splits["train"].images)
+    meta = {
+        "dataset": "fashion_mnist",
+        "mean": mean,
+        "std": std,
+        "class_names": list(DATASETS["fashion_mnist"].class_names),
+        "data_digest": "generated",
+        "published_data": False,
+    }
+    write_prepared(folder / "prepared", splits, meta)
+    return folder / "prepared"
 
 
 def free_port() -> int:

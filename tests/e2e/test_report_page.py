@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from pipeline.report.questions import QUESTIONS
+from tests.helpers import require_chromium
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
@@ -28,17 +27,14 @@ FIRST_SCREEN_PX = 900
 
 @pytest.fixture(scope="module", params=list(WIDTHS))
 def page(request, study):
-    if not CHROMIUM:
-        if os.environ.get("CI"):
-            pytest.fail("CI must test the page: install Debian's chromium (.ci/run does)")
-        pytest.skip("Debian's chromium is not installed")
+    chromium = require_chromium()
     from playwright.sync_api import sync_playwright
 
     repo, _, _ = study
     width, height = WIDTHS[request.param]
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
         context = browser.new_context(viewport={"width": width, "height": height}, offline=True)
         tab = context.new_page()
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -19,10 +19,10 @@ import pytest
 
 from pipeline.data.cifar import ARCHIVE, read_cifar10
 from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import load_prepared, split_dataset, write_prepared
+from pipeline.data.prepared import load_prepared
 from pipeline.data.raw import FormatError
-from tests.helpers import REPO
-from tools.fake_data import write_cifar10, write_fashion_mnist
+from tests.helpers import REPO, write_tiny_prepared
+from tools.fake_data import write_cifar10
 
 EVIL = b"evil"
 PICKLING_MODULES = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "joblib", "shelve"}
@@ -192,10 +192,6 @@ def test_the_data_path_never_calls_pickle(tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     write_cifar10(tmp_path / ARCHIVE, per_batch=10, test=10)
-    write_fashion_mnist(tmp_path, train=200, test=50)
-    cifar, fmnist = read_cifar10(tmp_path), read_fashion_mnist(tmp_path)
-    splits = split_dataset(fmnist, val_fraction=0.25, seed=0)
-    write_prepared(tmp_path / "prepared", splits, {"mean": [0.5], "std": [0.25]})
-    prepared = load_prepared(tmp_path / "prepared")
-    assert cifar.train_images.shape == (50, 32, 32, 3)
-    assert np.array_equal(prepared.test.labels, splits["test"].labels)
+    prepared = load_prepared(write_tiny_prepared(tmp_path, train=200, test=50))
+    assert read_cifar10(tmp_path).train_images.shape == (50, 32, 32, 3)
+    assert np.array_equal(prepared.test.labels, read_fashion_mnist(tmp_path / "raw").test_labels)

@@ -26,22 +26,17 @@ from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
 from pipeline import train
-from pipeline.data.datasets import DATASETS
-from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
 from pipeline.errors import UserError, run_cli
 from pipeline.study.cells import cell_settings, expand_matrix
 from pipeline.study.params import load_params
-from pipeline.tracking import parent as tracking_parent
+from pipeline.tracking import parent
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.settings import read_tracking_settings
 from tests.faults import tracking_writer
-from tests.helpers import REPO, MlflowServer, free_port
-from tools.fake_data import write_fashion_mnist
+from tests.helpers import REPO, MlflowServer, free_port, skip_here_fail_in_ci, write_tiny_prepared
 
 QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
 CELL = "fashion_mnist-relu-post-0.0-0"
-IN_CI = os.environ.get("CI") == "true"
 
 
 def fault(case: str, holds: str):
@@ -108,11 +103,11 @@ def _parent(client, experiment_id, key, start_time):
 def test_parent_runs_created_in_the_same_millisecond_keep_one(store):
     client, experiment_id = store
     mine, theirs = _parent(client, experiment_id, "k", 1000), _parent(client, experiment_id, "k", 1000)
-    kept = {tracking_parent.keep_first(client, experiment_id, "k", run) for run in (mine, theirs)}
+    kept = {parent.keep_first(client, experiment_id, "k", run) for run in (mine, theirs)}
     alive = client.search_runs([experiment_id], "tags.`bnbench.role` = 'study'")
     assert len(kept) == 1 and [r.info.run_id for r in alive] == list(kept) == [min(mine, theirs)]
     runs = [client.get_run(mine), client.get_run(theirs)]
-    assert tracking_parent.first_parent(runs).info.run_id == tracking_parent.first_parent(runs[::-1]).info.run_id
+    assert parent.first_parent(runs).info.run_id == parent.first_parent(runs[::-1]).info.run_id
 
 
 @fault(
@@ -130,7 +125,7 @@ def test_a_late_parent_is_settled_into_one(store):
     other_study = client.create_run(
         experiment_id, tags={**child, "bnbench.study_key": "other", "mlflow.parentRunId": "x"}
     )
-    tracking_parent.settle(client, experiment_id, "k")
+    parent.settle(client, experiment_id, "k")
     alive = client.search_runs([experiment_id], "tags.`bnbench.role` = 'study'")
     assert [r.info.run_id for r in alive] == [late_parent]
     assert client.get_run(early_joiner_parent).info.lifecycle_stage == "deleted"
@@ -262,17 +257,10 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
 def stage_inputs(tmp_path_factory):
     """Prepared Fashion-MNIST-format data (generated) and the quick study shrunk to one short epoch."""
     root = tmp_path_factory.mktemp("cell")
-    (root / "raw").mkdir()
-    write_fashion_mnist(root / "raw", train=300, test=100)
-    splits = split_dataset(read_fashion_mnist(root / "raw"), val_fraction=0.2, seed=0)
-    mean, std = channel_stats(splits["train"].images)
-    spec = DATASETS["fashion_mnist"]
-    meta = {"dataset": "fashion_mnist", "class_names": list(spec.class_names), "mean": mean, "std": std,
-            "data_digest": "generated", "published_data": False}  # fmt: skip
-    write_prepared(root / "prepared", splits, meta)
+    prepared = write_tiny_prepared(root, train=300, test=100, val_fraction=0.2)
     overlay = root / "small.yaml"  # 240 training images: 8 steps of 32, 2 evaluations
     overlay.write_text("train:\n  epochs: 1\n  evals_per_epoch: 2\n  gradient_probe: 32\n  bn_probe: 64\n")
-    return root / "prepared", [*QUICK, overlay]
+    return prepared, [*QUICK, overlay]
 
 
 def _stage(tmp_path: Path, stage_inputs, uri: str, popen) -> tuple[subprocess.Popen, Path, Path, Path]:
@@ -455,9 +443,7 @@ def postgres(tmp_path):
     elif os.geteuid() != 0:
         problem = "PostgreSQL runs as the `postgres` user here, which takes root (CI runs as root)"
     if problem:
-        if IN_CI:
-            pytest.fail(problem)
-        pytest.skip(problem)
+        skip_here_fail_in_ci(problem)
     data = Path(tempfile.mkdtemp(prefix="bnbench-pg-"))  # under /tmp: the postgres user cannot enter tmp_path
     shutil.chown(data, "postgres")
     port = free_port()

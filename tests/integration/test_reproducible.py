@@ -9,11 +9,7 @@ import sys
 
 import pytest
 
-from pipeline.data.datasets import DATASETS
-from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
-from tests.helpers import REPO, require_extra
-from tools.fake_data import write_fashion_mnist
+from tests.helpers import REPO, require_extra, write_tiny_prepared
 
 TIMING = {"seconds", "compile_seconds", "train_seconds", "throughput_images_per_s"}
 
@@ -58,12 +54,8 @@ def _run(prepared, backend: str) -> dict:
 def test_same_seed_same_measurements_in_two_processes(tmp_path, backend):
     if backend == "jax":
         require_extra("jax", "jax")
-    write_fashion_mnist(tmp_path, train=400, test=100)
-    splits = split_dataset(read_fashion_mnist(tmp_path), val_fraction=0.25, seed=0)
-    mean, std = channel_stats(splits["train"].images)
-    meta = {"mean": mean, "std": std, "class_names": list(DATASETS["fashion_mnist"].class_names)}
-    write_prepared(tmp_path / "prepared", splits, {**meta, "data_digest": "d", "published_data": False})
-    first, second = _run(tmp_path / "prepared", backend), _run(tmp_path / "prepared", backend)
+    prepared = write_tiny_prepared(tmp_path)
+    first, second = _run(prepared, backend), _run(prepared, backend)
     assert first["summary"]["backend"] == backend
     assert len(first["steps"]["step"]) == 20 and "grad_norm/dense1" in first["history"]
     assert "val_accuracy_recomputed_bn" in first["history"]

@@ -25,14 +25,11 @@ from ruamel.yaml import YAML
 from pipeline.cell.checkpoints import CHECKPOINTS_DIR, FileCheckpoint
 from pipeline.cell.outputs import CellOutputs, write_cell_outputs
 from pipeline.cell.training import TrainingState, train_cell
-from pipeline.data.datasets import DATASETS
-from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
+from pipeline.data.prepared import load_prepared
 from pipeline.study.cells import cell_settings, find_cell
 from pipeline.study.params import load_params
 from pipeline.study.schema import CellSettings
-from tests.helpers import REPO, kill_group, pause_env, start_group, wait_for
-from tools.fake_data import write_fashion_mnist
+from tests.helpers import REPO, kill_group, pause_env, start_group, wait_for, write_tiny_prepared
 
 # What times the training: the only fields a resumed cell may have otherwise.
 TIMING = {"compile_seconds", "train_seconds", "throughput_images_per_s"}
@@ -42,20 +39,7 @@ STEPS_PER_EPOCH = 10  # 300 training images in batches of 32
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume-data")
-    write_fashion_mnist(root, train=400, test=100)
-    splits = split_dataset(read_fashion_mnist(root), val_fraction=0.25, seed=0)  # 300 train, 100 val
-    mean, std = channel_stats(splits["train"].images)
-    meta = {
-        "dataset": "fashion_mnist",
-        "mean": mean,
-        "std": std,
-        "class_names": list(DATASETS["fashion_mnist"].class_names),
-        "data_digest": "d",
-        "published_data": False,
-    }
-    write_prepared(root / "prepared", splits, meta)
-    return root / "prepared"
+    return write_tiny_prepared(tmp_path_factory.mktemp("resume-data"))  # 300 train, 100 val
 
 
 class Interrupted(Exception):

@@ -14,31 +14,16 @@ from pipeline.cell import training as train
 from pipeline.cell.models import ModelSpec, build_model
 from pipeline.cell.outputs import CellOutputs, write_cell_outputs
 from pipeline.cell.training import train_cell
-from pipeline.data.datasets import DATASETS
-from pipeline.data.fashion_mnist import read_fashion_mnist
-from pipeline.data.prepared import channel_stats, load_prepared, split_dataset, write_prepared
+from pipeline.data.prepared import load_prepared
 from pipeline.study.schema import CellSettings
-from tools.fake_data import write_fashion_mnist
+from tests.helpers import write_tiny_prepared
 
 CELL = {"dataset": "fashion_mnist", "activation": "relu", "bn": "pre", "dropout": 0.0, "seed": 0}
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fmnist")
-    write_fashion_mnist(root, train=400, test=100)
-    raw = read_fashion_mnist(root)
-    splits = split_dataset(raw, val_fraction=0.25, seed=0)  # 300 train (10 steps of 32), 100 val
-    mean, std = channel_stats(splits["train"].images)
-    meta = {
-        "mean": mean,
-        "std": std,
-        "class_names": list(DATASETS["fashion_mnist"].class_names),
-        "data_digest": "d",
-        "published_data": False,
-    }
-    write_prepared(root / "prepared", splits, meta)
-    return load_prepared(root / "prepared")
+    return load_prepared(write_tiny_prepared(tmp_path_factory.mktemp("fmnist")))  # 300 train (10 steps of 32), 100 val
 
 
 def _settings(cell: dict = CELL, **overrides) -> CellSettings:
