@@ -267,7 +267,8 @@ def _stage(tmp_path: Path, stage_inputs, uri: str, popen) -> tuple[subprocess.Po
     """The train stage of CELL, held by tests.faults.paused_cell, in a repository folder of its own."""
     prepared, params = stage_inputs
     repo, control, out = tmp_path / "repo", tmp_path / "control", tmp_path / "repo" / "results" / CELL
-    (repo / ".dvc").mkdir(parents=True)
+    (repo / ".dvc").mkdir(parents=True)  # a repository as the sync command finds one: .dvc/ and params.yaml
+    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     control.mkdir()
     argv = [a for f in params for a in ("--params", str(f))] + ["--cell", CELL, "--data", str(prepared), "--out", str(out)]  # fmt: skip
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo), "DVC_STAGE": f"train@{CELL}"}
@@ -402,7 +403,8 @@ def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, proce
 )
 def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
     repo, control = tmp_path / "repo", tmp_path / "control"
-    (repo / ".dvc").mkdir(parents=True)
+    (repo / ".dvc").mkdir(parents=True)  # a repository as the sync command finds one: .dvc/ and params.yaml
+    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     control.mkdir()
     (control / "hold").write_text("")
     (control / "go").write_text("")
