@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
+from pipeline.data.preparation import check_parsed, prepare_dataset
 from pipeline.data.prepared import (
     channel_stats,
     data_digest,
@@ -16,7 +17,6 @@ from pipeline.data.prepared import (
     write_prepared,
 )
 from pipeline.data.raw import FormatError, RawDataset
-from pipeline.prepare import check_parsed, prepare_dataset
 from pipeline.study.schema import PrepareParams
 from tools.fake_data import md5, write_fashion_mnist
 
