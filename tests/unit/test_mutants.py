@@ -10,7 +10,7 @@ from tools.mutants import load_mutants
 MUTANTS = load_mutants()
 
 
-def test_ids_are_unique():
+def test_fault_ids_are_unique():
     ids = [m.id for m in MUTANTS]
     assert len(ids) == len(set(ids))
 

@@ -18,7 +18,7 @@ from tools.fake_data import cifar_batch_bytes, idx_bytes, write_cifar10, write_f
 REAL_LABELS = FIXTURES / "fashion-mnist"
 
 
-def test_idx_round_trip(tmp_path):
+def test_an_idx_file_written_is_read_back_exactly(tmp_path):
     images = np.arange(3 * 28 * 28, dtype=np.uint64).reshape(3, 28, 28).astype(np.uint8)
     write_idx_gz(tmp_path / "x.gz", images)
     assert np.array_equal(read_idx(tmp_path / "x.gz"), images)
