@@ -24,7 +24,7 @@ ON_JAX = [
     "tests/integration/test_train_cell.py::test_divergence_is_an_outcome_not_a_crash",
     "tests/integration/test_train_cell.py::test_nan_weights_are_divergence_even_when_outputs_look_finite",
 ]
-PASSED_ON_JAX = 17  # test_backend.py's 7, the 7 train_cell tests and the 3 probe tests above
+PASSED_ON_JAX = 18  # test_backend.py's 7, the 7 train_cell tests and the 4 probe tests above
 
 
 def test_the_cell_tests_pass_on_jax():

@@ -36,8 +36,14 @@ def test_gradient_norms_leave_the_model_alone_and_match_a_direct_computation(dat
     assert list(GradientNorms(plain)(images, labels).values()) == pytest.approx(expected, rel=1e-5)
 
 
-def _kernel_gradients_op_by_op(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
-    """d loss / d kernel for a model without BN or dropout, the textbook way on each backend, uncompiled."""
+def _kernel_gradients_op_by_op(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, training: bool = True
+) -> list[np.ndarray]:
+    """d loss / d kernel, the textbook way on each backend, uncompiled; in training mode, for a model without dropout.
+
+    BN in the mode `training` says: the batch's statistics, or its moving ones. On TensorFlow, training mode also
+    moves BN's moving statistics (a side effect the probe must not have): call it after the probe.
+    """
     kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
     if keras.config.backend() == "jax":
         import jax
@@ -45,7 +51,7 @@ def _kernel_gradients_op_by_op(model: keras.Model, images: np.ndarray, labels: n
         def loss(values):
             mapping = list(zip(kernels, values, strict=True))
             with keras.StatelessScope(state_mapping=mapping):
-                probs = model(images, training=True)
+                probs = model(images, training=training)
             return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, probs))
 
         with jax.disable_jit():
@@ -53,8 +59,38 @@ def _kernel_gradients_op_by_op(model: keras.Model, images: np.ndarray, labels: n
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, model(images, training=True)))
+        loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(labels, model(images, training=training)))
     return [g.numpy() for g in tape.gradient(loss, kernels)]
+
+
+def _norms(gradients: list[np.ndarray]) -> list[float]:
+    return [float(np.linalg.norm(g)) for g in gradients]
+
+
+def test_gradient_norms_are_taken_in_training_mode_as_training_sees_them(data):  # noqa: F811
+    keras.utils.set_random_seed(0)
+    images, labels = data.train.images[:64], data.train.labels[:64]
+    # BN, no dropout: the norms are those of the batch's statistics, computed the textbook way, not the moving ones
+    # (at their start, mean 0 and variance 1: far from the statistics of a Dense layer's outputs on this batch)
+    bn = build_model(ModelSpec("mlp", "relu", "pre", 0.0, 0.99, 0.001), data.input_shape, data.num_classes)
+    norms = list(GradientNorms(bn)(images, labels).values())
+    inference = _norms(_kernel_gradients_op_by_op(bn, images, labels, training=False))
+    training_mode = _norms(_kernel_gradients_op_by_op(bn, images, labels, training=True))
+    assert norms == pytest.approx(training_mode, rel=1e-4)
+    assert norms != pytest.approx(inference, rel=1e-2)  # the two modes differ on this model: the check means something
+
+    # Dropout, no BN: the norms are not inference mode's (no unit dropped), and they follow the dropout seed's
+    # state, which draws the masks: another state, other masks, other norms; the same state, the same norms
+    dropout = build_model(ModelSpec("mlp", "relu", "off", 0.5, 0.99, 0.001), data.input_shape, data.num_classes)
+    probe = GradientNorms(dropout)
+    norms = list(probe(images, labels).values())
+    assert norms != pytest.approx(_norms(_kernel_gradients_op_by_op(dropout, images, labels, training=False)), rel=1e-2)
+    state = dropout.get_layer("dropout1").seed_generator.state
+    before = keras.ops.convert_to_numpy(state)
+    state.assign(before + np.array([0, 1], dtype=before.dtype))
+    assert list(probe(images, labels).values()) != pytest.approx(norms, rel=1e-2)
+    state.assign(before)
+    assert list(probe(images, labels).values()) == norms
 
 
 def test_recomputed_bn_statistics_ignore_wrong_moving_averages(data):  # noqa: F811

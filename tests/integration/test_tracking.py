@@ -12,6 +12,7 @@ from pipeline.cell.convergence import target_metrics
 from pipeline.study.cells import Cell, cell_settings, expand_matrix
 from pipeline.study.params import load_params
 from pipeline.tracking import runs as tracking
+from pipeline.tracking.parent import PARENT_TAG, settle
 from pipeline.tracking.settings import read_tracking_settings
 from tests.helpers import REPO
 
@@ -118,3 +119,29 @@ def test_cells_of_a_study_share_one_parent_and_other_settings_start_another(stor
         assert run.data.tags["bnbench.role"] == "study" and run.info.status == "FINISHED"
     keys = {store.get_run(p).data.tags["bnbench.study_key"] for p in parent_of.values()}
     assert keys == {tracking.study_key(params), tracking.study_key(longer)}
+
+
+def test_a_cell_that_finds_several_parents_joins_the_one_settling_keeps(store, tmp_path):
+    """Racing creators can leave a study several parent runs; a cell that starts then joins the first of them.
+
+    A cell settles its study when it ends (moving a child of another parent): what it joined is read while it runs.
+    """
+    params = load_params(*QUICK)
+    key = tracking.study_key(params)
+    experiment_id = store.create_experiment(params.study.name, artifact_location=(tmp_path / "mlruns").as_uri())
+    # the first by (start time, run id) is neither the first nor the last created, nor the newest (a search's first)
+    made = {}
+    for start_ms in (2_000, 1_000, 3_000):
+        tags = {"bnbench.role": "study", "bnbench.study_key": key}
+        made[start_ms] = store.create_run(experiment_id, start_time=start_ms, tags=tags).info.run_id
+    cell = _cell(params, dataset="cifar10", activation="relu", bn="off", seed=0)
+    settings = read_tracking_settings(tmp_path)
+    with tracking.track_cell(settings, params, cell, cell_settings(params, cell), META, "cpu") as run:
+        joined = store.get_run(run.run_id).data.tags[PARENT_TAG]
+    assert joined == made[1_000]
+    # once it ended and settled its study: the one it joined is the one parent left, and it never moved
+    kept = store.search_runs([experiment_id], "tags.`bnbench.role` = 'study'")
+    assert [r.info.run_id for r in kept] == [joined]
+    assert store.get_run(run.run_id).data.tags[PARENT_TAG] == joined
+    settle(store, experiment_id, key)  # a later settling keeps it too
+    assert [r.info.run_id for r in store.search_runs([experiment_id], "tags.`bnbench.role` = 'study'")] == [joined]

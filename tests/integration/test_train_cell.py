@@ -156,6 +156,27 @@ def test_step_losses_are_each_steps_own_loss_not_the_running_mean(data):
     assert abs(expected[1] - np.mean(expected[:2])) > 1e-3  # the running mean would differ from the step's own loss
 
 
+def test_each_epoch_visits_a_new_permutation_of_the_training_set(data):
+    # One image per step and a learning rate too small to move a weight (1e-30 times a gradient is below a float32
+    # weight's last digit): each step's loss is the fixed model's loss on that step's one image, so an epoch's
+    # step losses are the training set's per-image losses in the order the epoch visited the images.
+    settings = _settings(
+        {**CELL, "bn": "off"}, architecture="mlp", optimizer={"name": "sgd", "learning_rate": 1e-30},
+        batch_size=1, epochs=3, evals_per_epoch=1, gradient_probe=0, bn_probe=0,
+    )  # fmt: skip
+    result = train_cell(settings, data)
+    images, labels = data.train.images, data.train.labels
+    probs = result.model.predict(images, verbose=0)
+    per_image = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(labels, probs))
+    losses = result.steps["train_loss"].to_numpy()
+    epochs = losses.reshape(3, len(labels))
+    for epoch in epochs:  # every image once per epoch
+        assert np.sort(epoch) == pytest.approx(np.sort(per_image), rel=1e-4, abs=1e-6)
+    assert not np.allclose(epochs[0], per_image, rtol=1e-4, atol=1e-6)  # shuffled, not in the stored order
+    for a, b in ((0, 1), (0, 2), (1, 2)):  # and in another order each epoch
+        assert not np.allclose(epochs[a], epochs[b], rtol=1e-4, atol=1e-6), (a, b)
+
+
 def test_test_split_is_evaluated_once_after_training(data, monkeypatch):
     seen = []
 

@@ -105,3 +105,11 @@ def test_target_key():
     assert target_key(0.55) == "acc55" and target_key(0.9) == "acc90"
     assert Target(VAL_ACCURACY, 0.55).key == "acc55" and Target(TRAIN_LOSS, 1.3).key == "loss1p3"
     assert Target(TRAIN_LOSS, 0.45).key == "loss0p45" and Target(TRAIN_LOSS, 2.0).key == "loss2"
+
+
+def test_an_accuracy_target_key_names_its_exact_percentage():
+    # 0.57 * 100 is 56.99999999999999 in floats: the key says 57, as the value does
+    assert target_key(0.57) == "acc57" and Target(VAL_ACCURACY, 0.57).key == "acc57"
+    for percent in range(1, 100):
+        assert target_key(percent / 100) == f"acc{percent}", percent
+        assert Target(VAL_ACCURACY, percent / 100).key == f"acc{percent}", percent

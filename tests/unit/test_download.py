@@ -50,6 +50,21 @@ def test_wrong_checksum_is_refused_and_nothing_is_kept(tmp_path, mirror):
     assert not (cache / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz").exists()
 
 
+def test_an_md5_override_in_upper_case_is_accepted(tmp_path, mirror):
+    root, sums = mirror
+    path = tmp_path / "sums.json"  # BNBENCH_DATA_CHECKSUMS names this file
+    path.write_text(
+        json.dumps({"fashion_mnist": {name: digest.upper() for name, digest in sums["fashion_mnist"].items()}})
+    )
+    overrides = load_checksum_overrides(str(path))
+    out = tmp_path / "raw"
+    fetched = fetch_dataset("fashion_mnist", out, mirror=str(root), overrides=overrides, cache_dir=tmp_path / "cache")
+    # recorded in lower case, as the md5 it is; not the published data
+    assert fetched.md5 == sums["fashion_mnist"] and fetched.published is False
+    _write_record(out, fetched)
+    assert verify_files(out).md5 == sums["fashion_mnist"]  # and the files pass the check before prepare
+
+
 def test_published_checksums_refuse_other_bytes(tmp_path, mirror):
     root, _ = mirror  # synthetic files: not the published ones
     with pytest.raises(DownloadError, match="failed verification"):

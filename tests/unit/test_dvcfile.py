@@ -158,6 +158,24 @@ def test_a_new_study_is_a_folder_with_an_overlay(repo_copy, monkeypatch):
     }
 
 
+def test_prepare_depends_on_the_fetched_raw_data_in_the_generated_pipeline(repo_copy, monkeypatch):
+    """As DVC reads the pipelines the generator writes (not the committed ones): fetch@<dataset> is upstream of
+    every study's prepare@<dataset>, so new raw data prepares again, and a cell never runs before its fetch."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    monkeypatch.chdir(repo_copy)
+    assert dvcfile.main([]) == 0
+    with Repo(str(repo_copy)) as repo:
+        graph = repo.index.graph  # an edge goes from a stage to a stage it depends on
+        prepares = [stage for stage in repo.index.stages if stage.name.split("@")[0].endswith("prepare")]
+        assert {Path(stage.path_in_repo).parent for stage in prepares} >= {Path("."), Path("studies/quick")}
+        for stage in prepares:
+            dataset = stage.name.split("@")[1]
+            upstream = {other.addressing for other in nx.descendants(graph, stage)}
+            assert f"fetch@{dataset}" in upstream, stage.addressing
+
+
 def test_a_module_change_is_seen_by_the_stages_that_import_it(repo_copy):
     # A new import in the model builder makes it (and only it) reach a new module.
     helper = repo_copy / "pipeline" / "layer_names.py"

@@ -92,6 +92,18 @@ def test_dropout_follows_pools_and_the_dense_block():
     ]
 
 
+@pytest.mark.parametrize("bn", ["off", "pre", "post"])
+def test_mlp_has_a_dropout_after_each_hidden_block(bn):
+    model = build_model(_spec("mlp", bn=bn, dropout=0.5), (28, 28, 1), 10)
+    kinds = _kinds(model)
+    block_end = "BatchNormalization" if bn == "post" else "Activation"
+    # Dense 300, 200, 100: each block ends at its activation (BN after it for "post"), then its Dropout
+    assert [kinds[i - 1] for i, k in enumerate(kinds) if k == "Dropout"] == [block_end] * 3
+    assert [kinds[i + 1] for i, k in enumerate(kinds) if k == "Dropout"] == ["Dense"] * 3
+    assert [layer.rate for layer in model.layers if isinstance(layer, layers.Dropout)] == [0.5] * 3
+    assert "Dropout" not in _kinds(build_model(_spec("mlp", bn=bn, dropout=0.0), (28, 28, 1), 10))
+
+
 def test_activation_is_applied():
     model = build_model(_spec(activation="sigmoid"), (32, 32, 3), 10)
     acts = [l.activation.__name__ for l in model.layers if isinstance(l, layers.Activation)]

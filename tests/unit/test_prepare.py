@@ -9,6 +9,7 @@ from pipeline.data.datasets import DATASETS
 from pipeline.data.fashion_mnist import read_fashion_mnist
 from pipeline.data.preparation import check_parsed, prepare_dataset
 from pipeline.data.prepared import (
+    Split,
     channel_stats,
     data_digest,
     load_prepared,
@@ -54,6 +55,18 @@ def test_test_set_is_left_untouched(raw):
 def test_split_is_seeded(raw):
     a, b, c = (split_dataset(raw, val_fraction=0.1, seed=s) for s in (0, 0, 1))
     assert data_digest(a) == data_digest(b) != data_digest(c)
+
+
+def test_the_data_digest_changes_when_only_labels_change(raw):
+    splits = split_dataset(raw, val_fraction=0.1, seed=0)
+    before = data_digest(splits)
+    for name in ("train", "val", "test"):
+        labels = splits[name].labels.copy()
+        first, other = 0, int(np.flatnonzero(labels != labels[0])[0])
+        labels[[first, other]] = labels[[other, first]]  # two labels swapped: the same images, the same class counts
+        relabelled = {**splits, name: Split(splits[name].images, labels)}
+        assert np.array_equal(relabelled[name].images, splits[name].images)
+        assert data_digest(relabelled) != before, name
 
 
 def _imbalanced(raw: RawDataset) -> RawDataset:

@@ -145,6 +145,26 @@ def test_a_loss_is_chosen_lowest_and_all_diverged_keeps_the_smallest_rate(tmp_pa
     assert chosen[post]["learning_rate"] == 0.0001 and len(chosen[post]["diverged"]) == 4
 
 
+@pytest.mark.parametrize("choose_by", ["best_val_accuracy", "final_val_loss"])
+def test_a_diverged_rate_is_never_chosen_over_one_that_scored_also_by_a_loss(tmp_path, choose_by):
+    params = _params(sweep={**SWEEP, "choose_by": choose_by})
+    off, post = "fashion_mnist-relu-off-0.0", "fashion_mnist-relu-post-0.0"
+    # final_val_loss is 1 - best_val_accuracy (_write_sweep): the same rate is best whichever is chosen by.
+    # off: 0.0001 diverged after the best value of all (loss 0.01), 0.1 has no value on one seed; 0.01 scored best.
+    # post: every rate but 0.1 diverged, and 0.1 scored the worst value of all (loss 0.95): it is still chosen.
+    values = {
+        off: {0.0001: (0.99, 0.99), 0.001: (0.2, 0.2), 0.01: (0.5, 0.5), 0.1: (None, 0.6)},
+        post: {0.0001: (0.99, 0.99), 0.001: (0.98, 0.98), 0.01: (0.97, 0.97), 0.1: (0.05, 0.05)},
+    }
+    scores = {(c, r, s): values[c][r][s] for c in (off, post) for r in SWEEP["learning_rates"] for s in (0, 1)}
+    diverged = {(off, 0.0001, 1), *((post, r, s) for r in (0.0001, 0.001, 0.01) for s in (0, 1))}
+    _write_sweep(tmp_path, params, scores, diverged=diverged)
+    chosen = choice.choose(params, tmp_path)["configurations"]
+    assert chosen[off]["learning_rate"] == 0.01
+    assert chosen[off]["scores"]["0.0001"] is None and chosen[off]["scores"]["0.1"] is None
+    assert chosen[post]["learning_rate"] == 0.1 and chosen[post]["diverged"] == ["0.0001", "0.001", "0.01"]
+
+
 def test_the_chosen_file_is_the_same_bytes_each_time(tmp_path):
     params = _params()
     scores = {(c.configuration, c["train.optimizer.learning_rate"], c.seed): 0.5 for c in expand_sweep(params)}
