@@ -222,6 +222,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# bnbench runs no MLflow server jobs (GenAI scorers and the like); with them on, each server starts half a
+# dozen job-runner processes, each importing MLflow: CPU the tests need. compose.yaml's server does the same.
+NO_SERVER_JOBS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MlflowServer:
     """`mlflow server` on 127.0.0.1 as a user starts it; a test can kill it and start it again on the same port.
 
@@ -232,6 +237,7 @@ class MlflowServer:
     def __init__(self, backend_uri: str, folder: Path, args: Sequence[str] = (), env: dict | None = None):
         self.backend_uri, self.folder, self.args = backend_uri, folder, tuple(args)
         self.env = {k: v for k, v in (env or os.environ).items() if not k.startswith("MLFLOW_TRACKING_")}
+        self.env.update(NO_SERVER_JOBS)
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -292,7 +298,7 @@ def mlflow_server(store: Path) -> Iterator[str]:
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "artifacts"),
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **NO_SERVER_JOBS}
     with (store / "server.log").open("w") as log:
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from ruamel.yaml import YAML
@@ -20,6 +15,7 @@ from pipeline.report.mlflow_links import RunLinks, run_links
 from pipeline.study.axes import flatten
 from pipeline.tracking.settings import read_tracking_settings
 from tests.fabricated_cells import study_params, write_cell
+from tests.helpers import mlflow_server
 
 LOCK = {
     "schema": "2.0",
@@ -105,22 +101,7 @@ def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
     from pipeline.tracking.runs import study_key
 
     params, cells = _study(tmp_path)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.5)
+    with mlflow_server(tmp_path / "server") as uri:
         client = MlflowClient(uri)
         experiment = client.create_experiment(params.study.name)
         tags = {"bnbench.role": "cell", "bnbench.study_key": study_key(params)}
@@ -136,9 +117,6 @@ def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
         assert links.by_cell == {"cifar10-relu-off-0.0-0": f"{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"}
         html, _, _, _report_answers = build_report(params, cells, links=links)
         assert f'href="{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"' in html
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_same_runs_same_page(tmp_path):
