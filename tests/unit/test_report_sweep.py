@@ -35,7 +35,7 @@ DIVERGED = {(OFF, 0.1, 1)}
 
 def _study(tmp_path):
     """Fixed, sweep and tuned runs of a swept study written by hand, and chosen.json by the choose stage's own rule."""
-    params = study_params(tmp_path, bn=["off", "post"], seed=[0, 1], sweep=SWEEP)
+    params = study_params(tmp_path, bn=["off", "post"], seed=[2, 3], sweep=SWEEP)  # the sweep seeds are never reported
     cells, sweep_dir, tuned_dir = tmp_path / "cells", tmp_path / "sweep", tmp_path / "tuned"
     crossings = {0.5: 30, 0.6: None, 0.7: None}
     for cell in expand_sweep(params):
@@ -152,3 +152,4 @@ def test_sweep_runs_that_disagree_with_chosen_json_are_refused(tmp_path):
     metrics.write_text(json.dumps({**summary, "settings": {"train": {**summary["settings"]["train"], "epochs": 10}}}))
     with pytest.raises(UserError, match=r"trained with other settings than the study's: train.epochs 10"):
         write_report(params, cells, tmp_path / "r", tuned_dir=tuned_dir, chosen_path=chosen_path, sweep_dir=sweep_dir)
+
