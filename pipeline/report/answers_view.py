@@ -88,6 +88,7 @@ def answer_view(finding: Finding, answer: Answer) -> dict[str, object]:
         diverged=answer.diverged,
         unreached=list(answer.unreached),
         timing=tables.timing_text(answer.timing),
+        timing_left_out=tables.timing_left_out_text(answer.timing),
         moving="" if answer.moving_estimate is None else f"{answer.moving_estimate:.2f}×",
         rows=[_condition_row(finding, c) for c in answer.conditions],
     )

@@ -24,7 +24,15 @@ import numpy as np
 from scipy import stats
 
 from pipeline.report.power import detectable_effect
-from pipeline.report.verdicts import INCONCLUSIVE, SUPERIORITY, Decision, Rule, decide, decide_range
+from pipeline.report.verdicts import (
+    INCONCLUSIVE,
+    MIN_PAIRED_SEEDS,
+    SUPERIORITY,
+    Decision,
+    Rule,
+    decide,
+    decide_range,
+)
 
 BOOTSTRAP_RESAMPLES = 4999
 BOOTSTRAP_SEED = 20_231_125  # fixed: the same inputs give byte-identical intervals
@@ -112,6 +120,11 @@ def t_interval(per_seed: np.ndarray, confidence: float, log_scale: bool) -> Inte
     return Interval(low, high, "paired t on per-seed log ratios" if log_scale else "paired t on per-seed differences")
 
 
+def _detectable(per_seed: np.ndarray, confidence: float) -> float | None:
+    """What the seeds can detect, where they are enough for a verdict at all (none below MIN_PAIRED_SEEDS)."""
+    return detectable_effect(per_seed, confidence) if len(per_seed) >= MIN_PAIRED_SEEDS else None
+
+
 def _bounds(*intervals: Interval | None) -> list[tuple[float, float]]:
     return [(i.low, i.high) for i in intervals if i is not None]
 
@@ -150,7 +163,7 @@ def paired_effect(
     return _with_decision(
         Effect(estimate, interval, check, seeds, ratio, "", "", margin=rule.margin, test=rule.test),
         decision,
-        detectable=_on_own_scale(detectable_effect(per_seed, confidence), ratio),
+        detectable=_on_own_scale(_detectable(per_seed, confidence), ratio),
     )
 
 
@@ -174,5 +187,5 @@ def level_effect(per_seed: np.ndarray, low: float, high: float, confidence: floa
     return _with_decision(
         Effect(estimate, interval, check, seeds, False, "", "", within=(low, high)),
         decision,
-        detectable=detectable_effect(values, confidence),
+        detectable=_detectable(values, confidence),
     )

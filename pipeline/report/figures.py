@@ -612,7 +612,9 @@ def plot_speedup_curves(curves: list, declared: dict[str, list[float]], margin: 
             ax.axvline(level, color="#555555", linestyle=":", linewidth=1)
         if quantity == "train_loss":
             ax.invert_xaxis()
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(QUANTITY_AXIS.get(quantity, quantity))
         ax.set_ylabel("speed-up (restricted means)")
         ax.grid(alpha=0.3, which="both")

@@ -33,19 +33,23 @@ def _span(values: pd.Series) -> str:
     return f"{low}" if low == high else f"{low}–{high}"
 
 
+def _sizes(runs: pd.DataFrame) -> str | None:
+    """ "45,000 / 5,000 / 10,000": a dataset's training, validation and test images; None where not recorded."""
+    if not all(c in runs and runs[c].notna().all() for c in DATA_SIZES):
+        return None
+    return " / ".join(f"{int(runs[c].max()):,}" for c in DATA_SIZES)
+
+
 def data_text(results: pd.DataFrame) -> str:
-    """Per dataset: its images per split as the runs recorded them, and the input scaling."""
-    parts = []
-    for dataset, runs in results.groupby("dataset", sort=False):
-        recorded = all(c in runs and runs[c].notna().all() for c in DATA_SIZES)
-        sizes = (
-            " / ".join(f"{int(runs[c].max()):,}" for c in DATA_SIZES) + " training / validation / test images"
-            if recorded
-            else "image counts not recorded by these runs"
-        )
-        scaling = ", ".join(SCALING_WORDS.get(s, s) for s in sorted(runs["input_scaling"].dropna().unique()))
-        parts.append(f"{dataset}: {sizes}, {scaling}")
-    return "; ".join(parts)
+    """The images per split of each dataset as the runs recorded them, and the input scaling."""
+    sizes = {dataset: _sizes(runs) for dataset, runs in results.groupby("dataset", sort=False)}
+    if any(sizes.values()):
+        counts = " and ".join(f"{d} {n or '(not recorded)'}" for d, n in sizes.items())
+        counts += " training / validation / test images"
+    else:
+        counts = "image counts not recorded by these runs"
+    scaling = ", ".join(SCALING_WORDS.get(s, s) for s in sorted(results["input_scaling"].dropna().unique()))
+    return f"{counts}, {scaling}"
 
 
 def augmentation_text(results: pd.DataFrame) -> str:

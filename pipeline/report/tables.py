@@ -147,9 +147,11 @@ def stated_text(effect: Effect, said: str | None) -> str:
     }.get(effect.stated, f"{said}: the interval overlaps it" if effect.stated else "")
 
 
-def diverged_text(treatment: int, reference: int, seeds: int) -> str:
-    """ "2 of 5 diverged" beside a configuration; "" when none did."""
-    return f"{treatment} of {seeds} diverged" if treatment else ""
+def timing_left_out_text(timing) -> str:
+    """The first screen's word on a verdict in seconds: how many runs' timings it left out ("" for none)."""
+    if timing is None or not timing.left_out:
+        return ""
+    return f"{timing.left_out} run(s)' seconds left out (not comparable)"
 
 
 def timing_text(timing) -> str:

@@ -383,7 +383,7 @@ def test_the_page_states_the_data_scaling_augmentation_and_budget(tmp_path):
         for bn in ("off", "post"):
             write_cell(cells, bn=bn, seed=s, crossings={0.5: 10}, summary_changes=sizes)
     lede = _page(params, cells).split('<p class="lede">', 1)[1].split("</p>", 1)[0]
-    assert "cifar10: 4,500 / 500 / 2,000 training / validation / test images" in lede
+    assert "cifar10 4,500 / 500 / 2,000 training / validation / test images" in lede
     assert "standardized inputs (the training split's per-channel mean and std)" in lede
     assert "augmentation: none" in lede and "(cifar10 100 steps)" in lede
 
@@ -412,7 +412,9 @@ def test_seconds_verdicts_use_only_comparable_timings_and_say_how_many_were_left
     timing = seconds.timing
     assert (timing.resumed, timing.shared, timing.other_device, timing.device) == (1, 1, 1, "cpu")
     assert timing.sharing_unknown == len(timing.kept) - 1  # only seed 3's no-BN run says it did not share
-    assert "left out: 1 resumed, 1 that shared their device, 1 on another device" in _first_screen(_page(params, cells))
+    page = _page(params, cells)
+    assert "3 run(s)' seconds left out (not comparable)" in _first_screen(page)
+    assert "left out: 1 resumed, 1 that shared their device, 1 on another device" in page
 
 
 def test_the_page_counts_its_headline_verdicts_and_controls_them(tmp_path):
