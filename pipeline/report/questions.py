@@ -374,6 +374,11 @@ ARTICLE_QUESTIONS: tuple[Question, ...] = (
                 "batch normalization increases the stability of a neural network",
                 "no measure of stability is declared; the runs that diverged are counted per condition",
             ),
+            Untested(
+                "batch normalization deals with the vanishing/exploding gradient problem",
+                "a claim about BN against none, which this study does not train; articles 000 and 004's gradient "
+                "claims test it on their studies' recorded gradient norms",
+            ),
         ),
     ),
     Question(
