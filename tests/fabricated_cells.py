@@ -46,6 +46,24 @@ def study_params(
     return parse_params(raw, tmp_path / "params.yaml")
 
 
+def _accuracy_through(crossings: dict[float, int | None], steps: np.ndarray, budget: int) -> np.ndarray:
+    """Accuracy rising through each planted (step, target) point; a missed target stays out of reach."""
+    points = sorted((step, target) for target, step in crossings.items() if step is not None)
+    missed = [target for target, step in crossings.items() if step is None]
+    ceiling = min(missed) - 0.05 if missed else max(crossings) + 0.05
+    xs = [0] + [s for s, _ in points] + [max([budget] + [s for s, _ in points])]
+    ys = [0.1] + [t for _, t in points] + [ceiling]
+    accuracy = np.interp(steps, xs, ys)
+    return np.minimum(accuracy, ceiling) if missed else accuracy
+
+
+def plant_loss_drop(folder: Path, drop_at: int, before: float = 2.0, after: float = 0.1) -> None:
+    """Per-step training loss `before` until `drop_at`, then `after`: its trailing mean crosses each level at a known step."""
+    steps = pd.read_csv(folder / "steps.csv")
+    steps["train_loss"] = [before if s <= drop_at else after for s in steps["step"]]
+    steps.to_csv(folder / "steps.csv", index=False)
+
+
 def write_cell(
     cells_dir: Path,
     *,
@@ -66,6 +84,7 @@ def write_cell(
     settings_changes: dict[str, object] | None = None,
     lr_policy: str | None = None,
     summary_changes: dict[str, object] | None = None,
+    recomputed_crossings: dict[float, int | None] | None = None,
 ) -> Path:
     """A cell whose validation accuracy first reaches each target of `crossings` at the step given (None: never).
 
@@ -77,6 +96,8 @@ def write_cell(
     in place of the axis arguments; `settings_changes` sets training settings that are no axis
     (a sweep's `train.epochs`, a tuned cell's rate); `lr_policy` ("sweep", "tuned") and
     `summary_changes` (e.g. an exact `best_val_accuracy`) go into metrics.json as given.
+    `recomputed_crossings` plants `val_accuracy_recomputed_bn` crossing each target where given, as
+    `crossings` does for the moving-statistics accuracy.
     """
     if cell is None:
         axes = {
@@ -98,15 +119,7 @@ def write_cell(
     folder.mkdir(parents=True)
     trained = diverged_at if diverged_at is not None else budget
     steps = np.arange(0, trained + 1, EVAL_EVERY)
-    # Accuracy rises through each planted (step, target) point; a missed target stays out of reach.
-    points = sorted((step, target) for target, step in crossings.items() if step is not None)
-    missed = [target for target, step in crossings.items() if step is None]
-    ceiling = min(missed) - 0.05 if missed else max(crossings) + 0.05
-    xs = [0] + [s for s, _ in points] + [max([budget] + [s for s, _ in points])]
-    ys = [0.1] + [t for _, t in points] + [ceiling]
-    accuracy = np.interp(steps, xs, ys)
-    if missed:
-        accuracy = np.minimum(accuracy, ceiling)
+    accuracy = _accuracy_through(crossings, steps, budget)
     history = pd.DataFrame(
         {
             "step": steps,
@@ -120,6 +133,8 @@ def write_cell(
     )
     if bn_gap is not None:
         history["val_accuracy_recomputed_bn"] = accuracy + np.asarray(bn_gap, dtype=float)
+    if recomputed_crossings is not None:
+        history["val_accuracy_recomputed_bn"] = _accuracy_through(recomputed_crossings, steps, budget)
     for layer, norms in (grad_norms or {}).items():
         history[f"grad_norm/{layer}"] = np.broadcast_to(np.asarray(norms, dtype=float), steps.shape)
     if diverged_at is not None:  # the divergence row measures nothing of the broken model

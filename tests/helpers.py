@@ -189,28 +189,27 @@ def require_chromium() -> str:
 
 
 def write_tiny_prepared(folder: Path, train: int = 400, test: int = 100, val_fraction: float = 0.25) -> Path:
-    """Generated Fashion-MNIST-format files, prepared as the prepare stage prepares them; returns `folder`/prepared.
+    """Generated Fashion-MNIST-format files, fetched and prepared as the stages do; returns `folder`/prepared.
 
-    Defaults: 300 training images (10 steps of 32), 100 validation and 100 test images.
+    The files are recorded as fetch records them (files.json, not the published data), then the prepare
+    stage's own `prepare_dataset` splits (seed 0) and describes them. Defaults: 300 training images
+    (10 steps of 32), 100 validation and 100 test images.
     """
-    from pipeline.data.datasets import DATASETS
-    from pipeline.data.fashion_mnist import read_fashion_mnist
-    from pipeline.data.prepared import channel_stats, split_dataset, write_prepared
+    import pooch
+
+    from pipeline.data.download import FetchedFiles
+    from pipeline.data.preparation import prepare_dataset
+    from pipeline.data.prepared import write_prepared
+    from pipeline.study.schema import PrepareParams
     from tools.fake_data import write_fashion_mnist
 
     raw = folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     write_fashion_mnist(raw, train=train, test=test)
-    splits = split_dataset(read_fashion_mnist(raw), val_fraction=val_fraction, seed=0)
-    mean, std = channel_stats(splits["train"].images)
-    meta = {
-        "dataset": "fashion_mnist",
-        "mean": mean,
-        "std": std,
-        "class_names": list(DATASETS["fashion_mnist"].class_names),
-        "data_digest": "generated",
-        "published_data": False,
-    }
+    md5 = {path.name: pooch.file_hash(str(path), alg="md5") for path in sorted(raw.glob("*.gz"))}
+    (raw / "files.json").write_text(FetchedFiles("fashion_mnist", md5, published=False).to_json(), encoding="utf-8")
+    settings = PrepareParams(val_fraction=val_fraction, split_seed=0)
+    splits, meta = prepare_dataset("fashion_mnist", raw, settings)
     write_prepared(folder / "prepared", splits, meta)
     return folder / "prepared"
 

@@ -101,6 +101,8 @@ def run_cell(
             **result.summary,
             "data_digest": data.meta["data_digest"],
             "published_data": data.meta["published_data"],
+            # the images of each split it used, so the report can say what it ran (train_examples, ...)
+            **{f"{split}_examples": int(n) for split, n in data.meta["examples"].items()},
             "device": device,
             "git_commit": git_commit(),
         }

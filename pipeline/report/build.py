@@ -9,9 +9,8 @@ and the DVC metrics; writes nothing itself.
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,20 +18,24 @@ import pandas as pd
 
 from pipeline.errors import UserError
 from pipeline.provenance import library_versions
-from pipeline.report import diagnostics, effects, figures, tables
-from pipeline.report.collect import LR_POLICY, axes_of, collect_results, configuration_axes
-from pipeline.report.findings import Design, answer_questions
+from pipeline.report import diagnostics, effects, figures, multiplicity, tables, thresholds
+from pipeline.report.answers_view import questions_view, without_figures
+from pipeline.report.collect import LR_POLICY, Runs, axes_of, collect_runs, configuration_axes
+from pipeline.report.findings import Design, Finding, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
-from pipeline.report.questions import ANSWER_COLUMNS_AXIS, Question, TimeToTarget, questions_for
+from pipeline.report.power import POWER
+from pipeline.report.questions import ANSWER_COLUMNS_AXIS, questions_for
 from pipeline.report.render import png_data_uri, render_report
+from pipeline.report.setup_text import setup_text
 from pipeline.report.stats import summarize
 from pipeline.report.sweep import collect_sweep
+from pipeline.report.verdicts import MIN_PAIRED_SEEDS
 from pipeline.study.axes import format_value
 from pipeline.study.cells import Cell, axis_label
 from pipeline.study.chosen import read_chosen
 from pipeline.study.schema import LEARNING_RATE, Params
-from pipeline.study.targets import VAL_ACCURACY, target_key
+from pipeline.study.targets import TRAIN_LOSS, VAL_ACCURACY, target_key
 from pipeline.tracking.settings import TrackingSettings
 
 
@@ -58,103 +61,24 @@ def _span(values: pd.Series) -> str:
     return f"{low}" if low == high else f"{low}–{high}"
 
 
-def _setup_text(results: pd.DataFrame, params: Params) -> str:
-    """The conditions every answer holds under: the training settings that are not axes, and the budget."""
-    axes = axes_of(params)
+def _curve_drawer(
+    results: pd.DataFrame, runs: Runs, design: Design, params: Params
+) -> Callable[[Finding, str], str | None]:
+    """Draws a speed finding's speed-up over every target level of one column (thresholds.py)."""
+    histories, steps = thresholds.by_name(runs.histories), thresholds.by_name(runs.steps)
 
-    def setting(column: str, label: str) -> str:
-        return f"{label} per cell (an axis)" if column in axes else f"{label} {_values(results, column)}"
-
-    budgets = ", ".join(
-        f"{d} {_span(group['budget_steps'])} steps" for d, group in results.groupby("dataset", sort=False)
-    )
-    return (
-        f"{setting('train.architecture', 'architecture')}, {setting('train.optimizer.name', 'optimizer')}, "
-        f"{setting(LEARNING_RATE, 'learning rate')} (not tuned per configuration), "
-        f"{setting('train.epochs', 'epochs')}, {setting('train.batch_size', 'batch size')} ({budgets})"
-    )
-
-
-def _answer_view(finding, answer) -> dict[str, object]:
-    effect = answer.effect
-    view: dict[str, object] = {
-        "column": answer.column,
-        "missing": answer.missing,
-        "pooled_over": tables.pooled_over_text(answer),
-    }
-    if effect is None:
-        return view
-    view.update(
-        headers=tables.condition_headers(finding),
-        effect=tables.effect_text(effect),
-        # no estimate (no run reached the target): nothing to bound either
-        interval=tables.effect_interval_text(effect, effect.interval) if math.isfinite(effect.estimate) else "",
-        method=effect.interval.method if effect.interval else "",
-        check=tables.effect_interval_text(effect, effect.check),
-        seeds=effect.seeds,
-        verdict=effect.verdict,
-        reason=effect.reason,
-        sentence=tables.effect_sentence(finding, effect),
-        conditions=tables.conditions_text(answer),
-        left_out=answer.left_out,
-        rows=[
-            {
-                "labels": ", ".join(f"{axis} {value}" for axis, value in c.labels) or "all runs",
-                "treatment": _condition_value(finding, c.treatment_value, c.treatment_reached),
-                "reference": _condition_value(finding, c.reference_value, c.reference_reached),
-                "horizon": "" if c.horizon is None else f"{c.horizon:.{0 if _is_steps(finding) else 1}f}",
-                "effect": tables.effect_text(c.effect),
-                "interval": tables.effect_interval_text(c.effect, c.effect.interval),
-                "check": tables.effect_interval_text(c.effect, c.effect.check),
-                "seeds": c.effect.seeds,
-                "left_out": c.left_out,
-                "verdict": c.effect.verdict,
-                "reason": c.effect.reason,
-            }
-            for c in answer.conditions
-        ],
-    )
-    return view
-
-
-def _is_steps(finding) -> bool:
-    return isinstance(finding.claim.quantity, TimeToTarget) and finding.claim.quantity.unit == "steps"
-
-
-def _condition_value(finding, value: float, reached: str) -> str:
-    if isinstance(finding.claim.quantity, TimeToTarget):
-        return f"{value:.{0 if _is_steps(finding) else 1}f} (reached {reached})"
-    return tables.number(value)
-
-
-def _questions_view(results: pd.DataFrame, design: Design, questions: tuple[Question, ...]) -> list[dict[str, object]]:
-    """Per question: its answered findings, then the unanswerable ones grouped by why."""
-    view = []
-    for question, findings in answer_questions(results, design, questions):
-        unanswerable: dict[str, list[str]] = {}
-        for f in findings:
-            if f.missing:
-                unanswerable.setdefault(f.missing, []).append(f"{f.statement} ({f.claim.quantity.label})")
-        view.append(
-            {
-                "key": question.key,
-                "text": question.text,
-                "source": question.source,
-                "findings": [
-                    {
-                        "anchor": f.anchor,
-                        "statement": f.statement[0].upper() + f.statement[1:],
-                        "quantity": f.claim.quantity.label,
-                        "article_says": f.claim.article_says,
-                        "answers": {a.column: _answer_view(f, a) for a in f.answers},
-                    }
-                    for f in findings
-                    if not f.missing
-                ],
-                "unanswerable": [{"reason": r, "claims": claims} for r, claims in unanswerable.items()],
-            }
+    def draw(finding: Finding, column: str) -> str | None:
+        curves = thresholds.finding_curves(
+            finding, column, results, design, histories, steps, params.report.loss_window
         )
-    return view
+        declared = {
+            quantity: [t.value for t in params.targets_for(column) if t.quantity == quantity]
+            for quantity in (VAL_ACCURACY, TRAIN_LOSS)
+        }
+        png = figures.plot_speedup_curves(curves, declared, finding.claim.quantity.margin, finding.statement)
+        return png_data_uri(png) if png else None
+
+    return draw
 
 
 def _dataset_view(
@@ -199,12 +123,22 @@ def _diagnostics_view(dataset: str, runs: pd.DataFrame, histories: dict[Cell, pd
     }
 
 
+def _grid_edge(rate: float, grid: list[float]) -> str:
+    """ "lowest" or "highest" where a chosen rate lies at an end of the grid (the best may lie beyond it), else ""."""
+    if len(grid) > 1 and rate == min(grid):
+        return "lowest"
+    if len(grid) > 1 and rate == max(grid):
+        return "highest"
+    return ""
+
+
 def _tuned_view(
-    params: Params, design: Design, tuned: pd.DataFrame, chosen: dict, sweep: pd.DataFrame | None = None
+    params: Params, tuned: pd.DataFrame, chosen: dict, questions: list[dict], sweep: pd.DataFrame | None = None
 ) -> dict:
     """The tuned runs beside the fixed ones: what was chosen from which scores (a table, and per dataset the
     sweep's learning-rate sensitivity, drawn from chosen.json), the answers, the tables."""
     rates = [format_value(r) for r in chosen["learning_rates"]]
+    grid = [float(r) for r in chosen["learning_rates"]]
     rows = []
     for name, entry in chosen["configurations"].items():
         scores = entry["scores"]
@@ -212,6 +146,7 @@ def _tuned_view(
             {
                 "name": name,
                 "rate": format_value(entry["learning_rate"]),
+                "edge": _grid_edge(float(entry["learning_rate"]), grid),
                 "scores": [
                     {
                         "text": "diverged" if r in entry["diverged"] else tables.number(scores.get(r)),
@@ -247,8 +182,10 @@ def _tuned_view(
         "choose_by": chosen["choose_by"],
         "n_cells": len(tuned),
         "chosen": rows,
+        "at_edge": sum(bool(row["edge"]) for row in rows),
+        "reported_seeds": ", ".join(tables.value_text(s) for s in sorted(tuned["seed"].unique())),
         "columns": sorted(tuned[ANSWER_COLUMNS_AXIS].unique()),
-        "questions": _questions_view(tuned, design, questions_for(params.report.questions)),
+        "questions": questions,
         "datasets": datasets,
     }
 
@@ -276,17 +213,27 @@ def build_report(
     dataset the sweep's learning-rate sensitivity is drawn from chosen.json. With `sweep_dir` the
     sweep runs are read too (`sweep_table`), and must be those chosen.json was computed from.
     """
-    results, histories = collect_results(params, cells_dir)
-    tuned, tuned_view = None, None
+    runs = collect_runs(params, cells_dir)
+    results, histories = runs.results, runs.histories
+    design = design_of(params)
+    axes = axes_of(params)
+    questions_declared = questions_for(params.report.questions)
+    answered = [answer_questions(results, design, questions_declared)]
+    tuned = None
     if tuned_dir is not None and chosen_path is not None:
         chosen = read_chosen(chosen_path)
         sweep = None if sweep_dir is None else collect_sweep(params, sweep_dir, chosen, chosen_path)
         rates = {name: float(entry["learning_rate"]) for name, entry in chosen["configurations"].items()}
-        tuned, _ = collect_results(params, tuned_dir, rates)
-        tuned_view = _tuned_view(params, design_of(params), tuned, chosen, sweep)
-    design = design_of(params)
-    axes = axes_of(params)
-    questions = _questions_view(results, design, questions_for(params.report.questions))
+        tuned_runs = collect_runs(params, tuned_dir, rates)
+        tuned = tuned_runs.results
+        answered.append(answer_questions(tuned, design, questions_declared))
+    # The fixed-rate and the tuned answers are this page's headline verdicts: controlled together.
+    answered, family = multiplicity.control(answered, params.report.confidence)
+    questions = questions_view(answered[0], results, _curve_drawer(results, runs, design, params))
+    tuned_view = None
+    if tuned is not None:
+        tuned_questions = questions_view(answered[1], tuned, _curve_drawer(tuned, tuned_runs, design, params))
+        tuned_view = _tuned_view(params, tuned, chosen, tuned_questions, sweep)
     if links is None:
         links = run_links(params, list(results["cell"]), tracking) if tracking is not None else RunLinks()
     lock = lock_digest(lock_path)
@@ -299,9 +246,12 @@ def build_report(
             for axis, values in params.matrix.items()
         ),
         problem_axes=", ".join(axis_label(a) for a in axes if a not in ("bn", "seed")),
-        setup=_setup_text(results, params),
+        setup=setup_text(results, axes),
         confidence_pct=f"{params.report.confidence * 100:g}",
-        min_seeds=effects.MIN_PAIRED_SEEDS,
+        family=family,
+        family_alpha_pct=f"{family.alpha * 100:g}",
+        power_pct=f"{POWER * 100:g}",
+        min_seeds=MIN_PAIRED_SEEDS,
         resamples=effects.BOOTSTRAP_RESAMPLES,
         bootstrap_seed=effects.BOOTSTRAP_SEED,
         columns=sorted(results[ANSWER_COLUMNS_AXIS].unique()),
@@ -339,7 +289,9 @@ def build_report(
     answers = {
         "study": params.study.name,
         "columns": sorted(results[ANSWER_COLUMNS_AXIS].unique()),
-        "questions": questions,
+        "questions": without_figures(questions),
+        "setup": setup_text(results, axes),
+        "multiplicity": {"verdicts": family.verdicts, "decided": family.decided, "demoted": family.demoted},
     }
     return Report(html, tidy, metrics, answers)
 

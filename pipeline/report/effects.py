@@ -1,4 +1,4 @@
-"""Paired effects over seeds: an estimate, its bootstrap interval, a t check and a verdict.
+"""Paired effects over seeds: an estimate, its bootstrap interval, a t check, a verdict and what n can detect.
 
 Seeds are the replicates, and the same seed gives two configurations the same
 initial data order, so seeds pair configurations: every resample draws seeds, and a
@@ -9,7 +9,8 @@ The interval is a paired bootstrap (`scipy.stats.bootstrap`, BCa; percentile whe
 BCa is undefined because every resample gives the same value), seeded so the report
 is identical for identical inputs. With a handful of seeds a bootstrap interval is
 too narrow, so a verdict also needs a paired t interval over the per-seed effects
-(on the log scale for ratios) to agree; see `decide`.
+(on the log scale for ratios) to agree: the rule is verdicts.py's. Each effect also
+carries the smallest effect its seeds can detect (power.py).
 """
 
 from __future__ import annotations
@@ -17,16 +18,24 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats
 
-MIN_PAIRED_SEEDS = 3  # below this a t interval has < 2 degrees of freedom and a bootstrap < 10 distinct resamples
+from pipeline.report.power import detectable_effect
+from pipeline.report.verdicts import (
+    INCONCLUSIVE,
+    MIN_PAIRED_SEEDS,
+    SUPERIORITY,
+    Decision,
+    Rule,
+    decide,
+    decide_range,
+)
+
 BOOTSTRAP_RESAMPLES = 4999
 BOOTSTRAP_SEED = 20_231_125  # fixed: the same inputs give byte-identical intervals
-
-SUPPORTED, REFUTED, INCONCLUSIVE = "supported", "refuted", "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,11 @@ class Effect:
     verdict: str
     reason: str  # why this verdict, in words built from the numbers
     within: tuple[float, float] | None = None  # a level (not a comparison): the range the claim states
+    p_value: float = 1.0  # of the one-sided t test(s) the verdict rests on (verdicts.py); 1 when inconclusive
+    margin: float | None = None  # the smallest effect of interest, on the effect's own scale
+    test: str = SUPERIORITY
+    detectable: float | None = None  # the smallest effect n seeds detect (power.py), on the effect's own scale
+    stated: str = ""  # how the claim's own number lies against the intervals (verdicts.compare_stated); "": none
 
     @property
     def null(self) -> float:
@@ -106,74 +120,61 @@ def t_interval(per_seed: np.ndarray, confidence: float, log_scale: bool) -> Inte
     return Interval(low, high, "paired t on per-seed log ratios" if log_scale else "paired t on per-seed differences")
 
 
-def decide(
-    interval: Interval | None, check: Interval | None, seeds: int, null: float, predicts: int
-) -> tuple[str, str]:
-    """The verdict rule, as the page states it.
+def _detectable(per_seed: np.ndarray, confidence: float) -> float | None:
+    """What the seeds can detect, where they are enough for a verdict at all (none below MIN_PAIRED_SEEDS)."""
+    return detectable_effect(per_seed, confidence) if len(per_seed) >= MIN_PAIRED_SEEDS else None
 
-    Supported: at least MIN_PAIRED_SEEDS paired seeds, and both the bootstrap interval
-    and the t check lie entirely on the side of no effect that the claim predicts.
-    Refuted: the same, on the other side. Inconclusive: anything else.
-    """
-    if seeds < MIN_PAIRED_SEEDS or interval is None or check is None:
-        return INCONCLUSIVE, f"n < {MIN_PAIRED_SEEDS} paired seeds: too few for a verdict or a reliable interval"
-    boot, t = interval.side_of(null), check.side_of(null)
-    if boot == t == predicts:
-        return SUPPORTED, "both intervals on the predicted side"
-    if boot == t == -predicts:
-        return REFUTED, "both intervals on the opposite side"
-    if boot == 0:
-        return INCONCLUSIVE, "interval includes no effect"
-    if t == 0:
-        return INCONCLUSIVE, "t check includes no effect"
-    return INCONCLUSIVE, "bootstrap and t check disagree"
+
+def _bounds(*intervals: Interval | None) -> list[tuple[float, float]]:
+    return [(i.low, i.high) for i in intervals if i is not None]
+
+
+def _on_own_scale(value: float | None, ratio: bool) -> float | None:
+    return None if value is None else (math.exp(value) if ratio else value)
 
 
 def paired_effect(
     statistic: Callable[[np.ndarray], np.ndarray],
     per_seed: np.ndarray,
     *,
-    ratio: bool,
-    predicts: int,
+    rule: Rule,
     confidence: float,
 ) -> Effect:
-    """Estimate, intervals and verdict for one paired comparison.
+    """Estimate, intervals, verdict and detectable effect for one paired comparison.
 
     `statistic(indices)` gives the effect on the seeds at `indices` (last axis; leading
     axes are resamples); `per_seed` holds each seed's own effect on the analysis scale
-    (log ratio or difference) for the t check. `predicts` is +1 when the claim expects
-    the effect above no effect, -1 below.
+    (log ratio or difference) for the t check; `rule` says what the claim predicts.
     """
     seeds = len(per_seed)
     estimate = float(statistic(np.arange(seeds)))
-    null = 1.0 if ratio else 0.0
+    ratio = rule.ratio
     if not (np.isfinite(estimate) and np.all(np.isfinite(per_seed))):
         # e.g. a target met at step 0, where a ratio of times has no meaning
-        return Effect(estimate, None, None, seeds, ratio, INCONCLUSIVE, "the effect is undefined for some seed")
+        return Effect(
+            estimate, None, None, seeds, ratio, INCONCLUSIVE, "the effect is undefined for some seed",
+            margin=rule.margin, test=rule.test,
+        )  # fmt: skip
     interval = check = None
     if seeds >= 2:
         interval = bootstrap_interval(statistic, seeds, confidence)
         check = t_interval(per_seed, confidence, log_scale=ratio)
-    verdict, reason = decide(interval, check, seeds, null, predicts)
-    return Effect(estimate, interval, check, seeds, ratio, verdict, reason)
+    decision = decide(estimate, _bounds(interval, check), per_seed, rule)
+    return _with_decision(
+        Effect(estimate, interval, check, seeds, ratio, "", "", margin=rule.margin, test=rule.test),
+        decision,
+        detectable=_on_own_scale(_detectable(per_seed, confidence), ratio),
+    )
 
 
-def _inside(interval: Interval, low: float, high: float) -> int:
-    """+1 when the interval lies within [low, high], -1 when it misses the range entirely, 0 otherwise."""
-    if low <= interval.low and interval.high <= high:
-        return 1
-    if interval.high < low or interval.low > high:
-        return -1
-    return 0
+def _with_decision(effect: Effect, decision: Decision, detectable: float | None) -> Effect:
+    return replace(
+        effect, verdict=decision.verdict, reason=decision.reason, p_value=decision.p_value, detectable=detectable
+    )
 
 
 def level_effect(per_seed: np.ndarray, low: float, high: float, confidence: float) -> Effect:
-    """A mean over seeds and whether it lies in the range [low, high] that a claim states.
-
-    Supported: at least MIN_PAIRED_SEEDS seeds, and both the bootstrap interval of the
-    mean and the t interval lie within the range. Refuted: both lie entirely outside
-    it. Inconclusive: anything else (an interval that straddles an end of the range).
-    """
+    """A mean over seeds and whether it lies in the range [low, high] that a claim states (verdicts.decide_range)."""
     values = np.asarray(per_seed, dtype=float)
     seeds = len(values)
     estimate = float(values.mean())
@@ -182,14 +183,9 @@ def level_effect(per_seed: np.ndarray, low: float, high: float, confidence: floa
         interval = bootstrap_interval(lambda at: values[at].mean(axis=-1), seeds, confidence)
         check = t_interval(values, confidence, log_scale=False)
         check = Interval(check.low, check.high, "t interval of the mean")
-    if seeds < MIN_PAIRED_SEEDS or interval is None or check is None:
-        verdict, reason = INCONCLUSIVE, f"n < {MIN_PAIRED_SEEDS} seeds: too few for a verdict or a reliable interval"
-    else:
-        boot, t = _inside(interval, low, high), _inside(check, low, high)
-        if boot == t == 1:
-            verdict, reason = SUPPORTED, f"both intervals within [{low:g}, {high:g}]"
-        elif boot == t == -1:
-            verdict, reason = REFUTED, f"both intervals outside [{low:g}, {high:g}]"
-        else:
-            verdict, reason = INCONCLUSIVE, f"an interval straddles an end of [{low:g}, {high:g}]"
-    return Effect(estimate, interval, check, seeds, False, verdict, reason, within=(low, high))
+    decision = decide_range(_bounds(interval, check), values, low, high)
+    return _with_decision(
+        Effect(estimate, interval, check, seeds, False, "", "", within=(low, high)),
+        decision,
+        detectable=_detectable(values, confidence),
+    )

@@ -573,3 +573,51 @@ def plot_bn_statistics(dataset: str, histories: dict[Cell, pd.DataFrame], axes: 
         if mine:
             ax.legend(fontsize=7, loc="best")
     return _png(fig)
+
+
+# Okabe-Ito colours with their own dashes and markers, one per condition of a speed-up curve.
+CONDITION_STYLES = [
+    {"color": c, "linestyle": d, "marker": m}
+    for c, d, m in zip(
+        ("#000000", "#E69F00", "#0072B2", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442"),
+        ("-", "--", "-.", ":", "-", "--", "-.", ":"),
+        ("o", "s", "^", "D", "v", "P", "X", "*"),
+        strict=True,
+    )
+]
+QUANTITY_AXIS = {"val_accuracy": "validation accuracy target", "train_loss": "training-loss target (trailing mean)"}
+
+
+def plot_speedup_curves(curves: list, declared: dict[str, list[float]], margin: float, title: str) -> bytes | None:
+    """The speed-up at every target level (thresholds.py): a panel per quantity, a line per condition.
+
+    Grey band: within the claim's margin of no effect; dotted: the declared targets, where the verdicts are.
+    Loss levels run from high to low, so that harder targets lie to the right in both panels.
+    """
+    quantities = list(dict.fromkeys(c.quantity for c in curves if np.isfinite(c.speedups).any()))
+    if not quantities:
+        return None
+    fig, grid = plt.subplots(
+        1, len(quantities), figsize=(5.2 * len(quantities), 3.4), squeeze=False, constrained_layout=True
+    )
+    labels = list(dict.fromkeys(c.label for c in curves))
+    for ax, quantity in zip(grid[0], quantities, strict=True):
+        for curve in (c for c in curves if c.quantity == quantity):
+            style = CONDITION_STYLES[labels.index(curve.label) % len(CONDITION_STYLES)]
+            ax.plot(curve.levels, curve.speedups, markersize=3, linewidth=1.5, label=curve.label, **style)
+        ax.set_yscale("log")
+        ax.axhspan(1 / margin, margin, color="#dddddd", zorder=0)
+        ax.axhline(1.0, color="#777777", linewidth=0.8)
+        for level in declared.get(quantity, []):
+            ax.axvline(level, color="#555555", linestyle=":", linewidth=1)
+        if quantity == "train_loss":
+            ax.invert_xaxis()
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(QUANTITY_AXIS.get(quantity, quantity))
+        ax.set_ylabel("speed-up (restricted means)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(textwrap.fill(title, 90), fontsize=9)
+    return _png(fig)

@@ -28,6 +28,9 @@ from scipy import stats
 # Per-run columns: time to a target when reached, and how long the run was followed when not.
 TIME_COLUMN = {"steps": "steps_to_{key}", "seconds": "seconds_to_{key}"}
 FOLLOW_UP_COLUMN = {"steps": "steps_trained", "seconds": "train_seconds"}
+# A target key with this suffix (acc50_recomputed_bn) names the times on the accuracy with recomputed BN
+# statistics (collect.py), which speed verdicts on accuracy targets read.
+RECOMPUTED_SUFFIX = "_recomputed_bn"
 MEDIAN_BAND = "log-log"  # pointwise band of the curve that the median's interval is read from
 
 

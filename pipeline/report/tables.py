@@ -10,11 +10,11 @@ import math
 
 import pandas as pd
 
-from pipeline.report.effects import INCONCLUSIVE, REFUTED, SUPPORTED, Effect, Interval
-from pipeline.report.findings import Answer, Finding
+from pipeline.report.effects import Effect, Interval
 from pipeline.report.questions import Level, TimeToTarget, describe
 from pipeline.report.stats import fmt_ci, mean_ci
 from pipeline.report.survival import Median, censored_times, median_time, reach_rate, restricted_mean
+from pipeline.report.verdicts import INSIDE, LARGER, NON_INFERIORITY, SMALLER, VERDICTS
 
 
 def number(value: object, digits: int = 3) -> str:
@@ -47,7 +47,7 @@ def effect_interval_text(effect: Effect, interval: Interval | None) -> str:
     return interval_text(interval, effect.ratio, level=effect.within is not None)
 
 
-def effect_sentence(finding: Finding, effect: Effect) -> str:
+def effect_sentence(finding, effect: Effect) -> str:
     """What the estimate says, in words, e.g. "no BN needed 2.31× the optimizer steps of BN after the activation"."""
     claim = finding.claim
     quantity = claim.quantity
@@ -77,7 +77,7 @@ def effect_sentence(finding: Finding, effect: Effect) -> str:
     return f"{treatment} ended {abs(effect.estimate):.3f} {direction} in {quantity.label} than {reference}"
 
 
-def condition_headers(finding: Finding) -> dict[str, str]:
+def condition_headers(finding) -> dict[str, str]:
     """Column headers of a finding's per-condition table, naming its two configurations and units."""
     claim = finding.claim
     quantity = claim.quantity
@@ -95,19 +95,83 @@ def condition_headers(finding: Finding) -> dict[str, str]:
     }
 
 
-def pooled_over_text(answer: Answer) -> str:
+def pooled_over_text(answer) -> str:
     """ "activation relu, sigmoid × target 0.3, 0.4": what an answer pools over, with the values."""
     return " × ".join(f"{axis} {', '.join(values)}" for axis, values in answer.pooled_over)
 
 
-def conditions_text(answer: Answer) -> str:
+def conditions_text(answer) -> str:
     """ "4 conditions (activation × target): 3 supported, 1 inconclusive"; "" for a single condition."""
     if len(answer.conditions) < 2:
         return ""
     counts = answer.verdict_counts()
     axes = " × ".join(axis for axis, _ in answer.pooled_over)
-    tally = ", ".join(f"{counts[v]} {v}" for v in (SUPPORTED, REFUTED, INCONCLUSIVE) if v in counts)
+    tally = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
     return f"{len(answer.conditions)} conditions ({axes}): {tally}"
+
+
+def verdict_class(verdict: str) -> str:
+    """The CSS class of a verdict ("no meaningful difference" -> "no-difference")."""
+    return "no-difference" if verdict not in ("supported", "refuted", "inconclusive") else verdict
+
+
+def margin_text(effect: Effect) -> str:
+    """The smallest effect of interest as the verdict used it: "margin 1.1×", "margin ±0.010"."""
+    if effect.margin is None:
+        return ""
+    if effect.ratio:
+        text = f"margin {effect.margin:g}×"
+    else:
+        text = f"margin ±{effect.margin:.3g}"
+    return f"non-inferiority {text}" if effect.test == NON_INFERIORITY else text
+
+
+def detectable_text(effect: Effect) -> str:
+    """ "n = 5 detects 1.42× (80% power)": the smallest effect the seeds can detect."""
+    if effect.detectable is None:
+        return ""
+    if effect.ratio:
+        size = f"{effect.detectable:.2f}×" if effect.detectable >= 1 else f"{1 / effect.detectable:.2f}×"
+    else:
+        size = f"±{effect.detectable:.3f}"
+    return f"n = {effect.seeds} detects {size} (80% power)"
+
+
+def stated_text(effect: Effect, said: str | None) -> str:
+    """Where the article's own number lies against the intervals, in words."""
+    said = said or "the article's number"
+    return {
+        INSIDE: f"{said}: inside the interval",
+        SMALLER: f"{said}: the effect is smaller than claimed",
+        LARGER: f"{said}: the effect is larger than claimed",
+    }.get(effect.stated, f"{said}: the interval overlaps it" if effect.stated else "")
+
+
+def timing_left_out_text(timing) -> str:
+    """The first screen's word on a verdict in seconds: how many runs' timings it left out ("" for none)."""
+    if timing is None or not timing.left_out:
+        return ""
+    return f"{timing.left_out} run(s)' seconds left out (not comparable)"
+
+
+def timing_text(timing) -> str:
+    """Which runs' seconds a verdict compared, and how many it left out and why."""
+    if timing is None:
+        return ""
+    kept = len(timing.kept)
+    parts = []
+    if timing.resumed:
+        parts.append(f"{timing.resumed} resumed")
+    if timing.shared:
+        parts.append(f"{timing.shared} that shared their device")
+    if timing.other_device:
+        parts.append(f"{timing.other_device} on another device")
+    text = f"seconds of {kept} runs on {timing.device}" if timing.device else "no runs with comparable seconds"
+    if parts:
+        text += f"; left out: {', '.join(parts)}"
+    if timing.sharing_unknown:
+        text += f"; whether {timing.sharing_unknown} of them shared their device is not recorded"
+    return text
 
 
 def _median_text(median: Median, digits: int) -> str:

@@ -102,10 +102,20 @@ def _combination_errors(params: Params, most: int = 5) -> list[str]:
 
 
 def _sweep_errors(params: Params) -> list[str]:
-    if params.sweep is not None and LEARNING_RATE in params.matrix:
+    if params.sweep is None:
+        return []
+    if LEARNING_RATE in params.matrix:
         return [
             f"  sweep: the study also has {LEARNING_RATE} as a matrix axis; a sweep chooses the learning rate "
             "per configuration, so remove one of the two"
+        ]
+    # A rate chosen on a seed's run and then reported on that seed's rerun would be judged on the data it was
+    # chosen for: the sweep's seeds are never the study's.
+    shared = sorted(set(params.sweep.seeds) & {int(s) for s in params.matrix.get("seed", []) if isinstance(s, int)})
+    if shared:
+        return [
+            f"  sweep.seeds: {shared} are also in matrix.seed; a rate is chosen on sweep seeds and reported on the "
+            f"study's, so they must differ (e.g. sweep seeds from {max(params.matrix['seed']) + 1} on)"
         ]
     return []
 

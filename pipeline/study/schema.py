@@ -66,6 +66,9 @@ class OptimizerParams(_Strict):
     nesterov: bool = False  # sgd only
     # Legacy Keras `decay`: lr_t = learning_rate / (1 + decay * t), t the optimizer steps taken.
     decay: float = Field(default=0.0, ge=0)
+    # rmsprop only: where its epsilon (1e-7) enters. in_sqrt: Keras 3, lr * g / sqrt(a + eps); after_sqrt:
+    # standalone Keras 2.2 (article 000's), lr * g / (sqrt(a) + eps), no floor under tiny gradients' steps.
+    epsilon_placement: Literal["in_sqrt", "after_sqrt"] = "in_sqrt"
 
     @model_validator(mode="after")
     def _only_settings_the_optimizer_uses(self) -> OptimizerParams:
@@ -74,6 +77,8 @@ class OptimizerParams(_Strict):
             raise ValueError(f"nesterov applies to sgd only, not {self.name}")
         if self.momentum and self.name == "adam":
             raise ValueError("momentum applies to sgd and rmsprop, not adam (its betas are Keras' defaults)")
+        if self.epsilon_placement == "after_sqrt" and (self.name != "rmsprop" or self.momentum):
+            raise ValueError("epsilon_placement after_sqrt is Keras 2's plain rmsprop: rmsprop without momentum only")
         return self
 
 

@@ -84,8 +84,11 @@ def test_first_screen_answers_every_question(page, study):
 def test_every_image_is_decoded(page):
     _, tab, _, _ = page
     images = tab.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    # each answered speed claim (BN post's steps and seconds, on both datasets): its speed-up over every target
+    curves = tab.locator('details img[alt*="speed-up against every target level"]').count()
+    assert curves == 4
     # per dataset: curves, two survival figures, gradient norms, BN statistics; then heatmap, profiles
-    assert len(images) == 2 * 5 + 2
+    assert len(images) == 2 * 5 + 2 + curves
     assert all(done and width > 300 and height > 150 for done, width, height in images)
     for dataset in ("cifar10", "fashion_mnist"):  # the runs record both: each dataset shows both figures
         for figure in ("gradient-norms", "bn-statistics"):

@@ -152,7 +152,7 @@ def test_a_new_study_is_a_folder_with_an_overlay(repo_copy, monkeypatch):
     stages = _stages(study)
     assert "fetch" not in stages and stages["prepare"]["foreach"] == ["fashion_mnist"]
     assert "fashion_mnist-relu-post-0.5-4-learning_rate_0.01" in stages["train"]["foreach"]
-    assert len(stages["train"]["foreach"]) == 2 * 3 * 2 * 5 * 2
+    assert len(stages["train"]["foreach"]) == 2 * 3 * 2 * 10 * 2
     assert stages["report"]["params"][0] == {
         "../../params.yaml": ["study", "prepare", "matrix", "train", "targets", "sweep", "report"]
     }

@@ -37,10 +37,11 @@ def test_every_article_has_a_claim_study():
 
 
 @pytest.mark.parametrize("study", CLAIM_STUDIES)
-def test_every_claim_study_validates_with_five_paired_seeds(study):
+def test_every_claim_study_validates_with_at_least_five_paired_seeds(study):
     overlay = REPO / "studies" / study / "params.yaml"
     params = load_params(REPO / "params.yaml", overlay)
-    assert params.matrix["seed"] == [0, 1, 2, 3, 4]
+    # five; ten for article 002, whose placements differ by little (the page shows what n seeds detect)
+    assert params.matrix["seed"] == list(range(10 if study == "article002" else 5))
     assert params.study.name == f"bnbench-{study}"
     assert overlay.read_text(encoding="utf-8").startswith("# Claim")  # the claim it tests heads the file
     # Marked to run with the main study: plain `dvc repro` at the root trains it (its stages are in dvc.yaml).
@@ -51,8 +52,8 @@ def test_every_claim_study_validates_with_five_paired_seeds(study):
 
 def test_full_study_is_the_cross_product():
     cells = expand_matrix(load_params(REPO / "params.yaml"))
-    assert len(cells) == 2 * 2 * 3 * 2 * 5  # SPEC: the main matrix has at least 5 seeds
-    assert cells[0].name == "cifar10-sigmoid-off-0.0-0" and cells[-1].name == "fashion_mnist-relu-post-0.5-4"
+    assert len(cells) == 2 * 2 * 3 * 2 * 10  # SPEC: the main matrix has at least 5 seeds; ten, for power
+    assert cells[0].name == "cifar10-sigmoid-off-0.0-0" and cells[-1].name == "fashion_mnist-relu-post-0.5-9"
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -140,7 +141,7 @@ def test_a_setting_of_train_becomes_an_axis_by_its_dotted_key(tmp_path):
 
     params = load_params(_write(tmp_path, lr_axis))
     cells = expand_matrix(params)
-    assert len(cells) == 120 * 2
+    assert len(cells) == 240 * 2
     assert [c.name for c in cells[:2]] == [
         "cifar10-sigmoid-off-0.0-0-learning_rate_0.1",
         "cifar10-sigmoid-off-0.0-0-learning_rate_0.01",
@@ -239,7 +240,7 @@ def test_the_new_settings_are_axes(tmp_path):
     }
     path = _write(tmp_path, lambda raw: raw["matrix"].update(axes))
     cells = expand_matrix(load_params(path))
-    assert len(cells) == 120 * 16
+    assert len(cells) == 240 * 16
     settings = cell_settings(load_params(path), cells[-1])
     assert settings.train.post_bn_bias is False and settings.train.kernel_initializer == "random_normal"
     assert settings.train.augmentation.zoom == 0.2 and settings.train.optimizer.decay == 1e-6
@@ -252,10 +253,11 @@ ARTICLE_SETUPS = {
                    "train.optimizer.learning_rate": 0.001, "train.batch_size": 32, "train.epochs": 5,
                    "train.bn_momentum": 0.99, "train.post_bn_bias": True, "train.kernel_initializer": None,
                    "train.augmentation.shear_degrees": 0.2, "train.augmentation.zoom": 0.2,
-                   "train.augmentation.horizontal_flip": True, "prepare.scaling": "l2_axis1"},
+                   "train.augmentation.horizontal_flip": True, "prepare.scaling": "l2_axis1",
+                   "train.optimizer.epsilon_placement": "after_sqrt"},
     "article001": {"train.architecture": "strided_cnn", "train.optimizer.name": "adam",
-                   "train.optimizer.learning_rate": 0.001, "train.batch_size": 5000, "train.bn_momentum": 0.75,
-                   "train.bn_epsilon": 0.001, "train.post_bn_bias": True, "prepare.scaling": "raw"},
+                   "train.optimizer.learning_rate": 0.001, "train.batch_size": 5000, "train.bn_momentum": 0.99,
+                   "train.bn_epsilon": 0.001, "train.post_bn_bias": True, "prepare.scaling": "unit_range"},
     "article003": {"train.architecture": "mlp", "train.optimizer.name": "sgd", "train.optimizer.learning_rate": 0.01,
                    "train.optimizer.momentum": 0.9, "train.optimizer.nesterov": True, "train.optimizer.decay": 1e-6,
                    "train.epochs": 60, "train.batch_size": 32, "train.post_bn_bias": False,

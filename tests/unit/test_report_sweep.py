@@ -35,7 +35,7 @@ DIVERGED = {(OFF, 0.1, 1)}
 
 def _study(tmp_path):
     """Fixed, sweep and tuned runs of a swept study written by hand, and chosen.json by the choose stage's own rule."""
-    params = study_params(tmp_path, bn=["off", "post"], seed=[0, 1], sweep=SWEEP)
+    params = study_params(tmp_path, bn=["off", "post"], seed=[2, 3], sweep=SWEEP)  # the sweep seeds are never reported
     cells, sweep_dir, tuned_dir = tmp_path / "cells", tmp_path / "sweep", tmp_path / "tuned"
     crossings = {0.5: 30, 0.6: None, 0.7: None}
     for cell in expand_sweep(params):
@@ -152,3 +152,15 @@ def test_sweep_runs_that_disagree_with_chosen_json_are_refused(tmp_path):
     metrics.write_text(json.dumps({**summary, "settings": {"train": {**summary["settings"]["train"], "epochs": 10}}}))
     with pytest.raises(UserError, match=r"trained with other settings than the study's: train.epochs 10"):
         write_report(params, cells, tmp_path / "r", tuned_dir=tuned_dir, chosen_path=chosen_path, sweep_dir=sweep_dir)
+
+
+def test_a_rate_chosen_at_the_grids_edge_is_flagged_and_the_sweep_seeds_are_never_reported(tmp_path):
+    # BN after the activation chose 0.1, the largest rate of the grid: its best rate may lie beyond it.
+    params, cells, sweep_dir, tuned_dir, chosen_path = _study(tmp_path)
+    page = build_report(params, cells, links=RunLinks(), tuned_dir=tuned_dir, chosen_path=chosen_path).html
+    page = " ".join(page.split())
+    assert "1 configuration(s) chose a rate at an end of the grid</strong>" in page
+    row = page[page.index(f'<td class="key">{POST}</td>') :].split("</tr>", 1)[0]
+    assert "(the grid's highest)" in row.replace("&#39;", "'")
+    assert f'<td class="key">{OFF}</td><td><strong>0.001</strong></td>' in page  # inside the grid: no flag
+    assert "chosen on the sweep seeds 0, 1, never among the seeds reported here (2, 3)" in page

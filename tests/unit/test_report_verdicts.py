@@ -49,10 +49,17 @@ def _shift(steps: tuple[int, ...], by: int) -> tuple[int, ...]:
 # For each scenario, BN post against BN off, seed by seed: (post steps, post test accuracy) from off's.
 SCENARIOS = {
     "large speed-up and gain": (lambda off, s: _shift(FAST, JITTER[s] // 4), lambda acc, s: acc + 0.30 + 0.01 * s),
-    "null effect": (lambda off, s: _shift(off, [6, -6, 3, -3, 0][s]), lambda acc, s: acc + [0.02, -0.02, 0.01, -0.01, 0][s]),
+    "null effect": (lambda off, s: _shift(off, [3, -3, 2, -2, 0][s]), lambda acc, s: acc + [0.002, -0.002, 0.001, -0.001, 0][s]),
     "reversed effect": (lambda off, s: _shift(off, 25 + s), lambda acc, s: acc - 0.20 - 0.01 * s),
+    "too small to matter": (lambda off, s: _shift(off, [3, 5, 2, 4, 0][s]), lambda acc, s: acc + [0.002, 0.004, 0.001, 0.003, 0][s]),
 }  # fmt: skip
-EXPECTED = {"large speed-up and gain": "supported", "null effect": "inconclusive", "reversed effect": "refuted"}
+EXPECTED = {
+    "large speed-up and gain": "supported",
+    "null effect": "no meaningful difference",  # both intervals inside the 1.1x and 1-point margins
+    "reversed effect": "refuted",
+    "too small to matter": "no meaningful difference",  # a consistent effect, but well inside the margins
+}
+VERDICT_CLASS = {"supported": "supported", "refuted": "refuted", "no meaningful difference": "no-difference"}
 
 
 @pytest.fixture(params=list(SCENARIOS))
@@ -88,7 +95,7 @@ def test_the_page_shows_the_verdicts_on_its_first_table(planted):
     html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
     answers = html[html.index('<table class="answers">') : html.index("</table>")]
     row = re.search(r'href="#bn-post-steps".*?</tr>', answers, re.S).group(0)
-    assert f'class="verdict {EXPECTED[scenario]}"' in row and "n = 5" in row
+    assert f'class="verdict {VERDICT_CLASS[EXPECTED[scenario]]}"' in row and "n = 5" in row
 
 
 def test_too_few_seeds_is_inconclusive_whatever_the_effect(tmp_path):
@@ -134,7 +141,7 @@ def test_seeds_pair_the_runs(tmp_path):
     assert effect.verdict == "supported"
 
 
-def test_a_diverged_run_is_censored_where_it_stopped_and_has_no_accuracy(tmp_path):
+def test_a_diverged_run_is_censored_at_its_budget_and_counts_at_chance_accuracy(tmp_path):
     params = study_params(tmp_path, activation=["sigmoid"], bn=["off", "post"], seed=SEEDS)
     cells = tmp_path / "cells"
     for s in SEEDS:
@@ -150,9 +157,11 @@ def test_a_diverged_run_is_censored_where_it_stopped_and_has_no_accuracy(tmp_pat
     # here; treating it as reached, or dropping it, would give 20).
     assert first_target.treatment_value == pytest.approx(36.0)
     accuracy = _answers(params, cells)["bn-post-rescues-sigmoid"].answers[0]
-    assert accuracy.effect.seeds == 4 and accuracy.left_out == 1
+    # the diverged seed has no test accuracy: it counts at chance (0.1), its pair kept, never left out
+    assert accuracy.effect.seeds == 5 and accuracy.left_out == 0 and accuracy.diverged == 1
+    assert accuracy.conditions[0].treatment_value == pytest.approx((4 * 0.9 + 0.1) / 5)
     html, results, _, _report_answers = build_report(params, cells, links=RunLinks())
-    assert "1 pair(s) left out" in html and (results["outcome"] == "diverged").sum() == 1
+    assert "1 run(s) diverged, counted as outcomes" in html and (results["outcome"] == "diverged").sum() == 1
 
 
 def test_when_no_run_reaches_a_target_the_answer_says_so(tmp_path):

@@ -153,3 +153,10 @@ def test_a_miss_is_censored_where_its_budget_ended_and_a_divergence_never_reache
     assert steps.times.tolist() == [40, 100, 100] and steps.reached.tolist() == [True, False, False]
     # in seconds, at its own pace over the whole budget: 3.5 s for 30 steps -> 100 steps
     assert censored_times(runs, "acc50", "seconds").times.tolist() == pytest.approx([4.0, 11.0, 3.5 / 30 * 100])
+
+
+def test_the_median_is_the_first_time_the_curve_is_at_or_below_one_half():
+    # Four runs, two reached (at 10 and 20), two followed to 100 without: the "not yet reached" curve is
+    # exactly 1/2 from step 20 on. The median is 20, where it reaches one half, not "never" (strictly below).
+    median = median_time(CensoredTimes(np.array([10.0, 20, 100, 100]), np.array([1, 1, 0, 0], bool)), 0.95)
+    assert median.value == 20.0

@@ -20,7 +20,7 @@ MATRIX = {
     "activation": ["relu"],
     "bn": ["off", "post"],
     "dropout": [0.0],
-    "seed": [0, 1, 2],
+    "seed": [2, 3, 4],  # never the sweep's seeds: a rate is not reported on the runs it was chosen on
 }
 
 
@@ -61,6 +61,12 @@ def test_a_study_without_sweep_has_none():
         ("sweep__choose_by", "test_accuracy", r"'test_accuracy' is not a validation quantity"),
         ("sweep__choose_by", "train_loss", r"not a validation quantity .* never to choose"),
         ("sweep__seeds", [0, 0], r"duplicate values"),
+        # a rate chosen on a seed would be reported on that seed's rerun: refused, naming the seeds
+        (
+            "sweep__seeds",
+            [4, 7],
+            r"sweep.seeds: \[4\] are also in matrix.seed; .* must differ \(e.g. sweep seeds from 5 on\)",
+        ),
         ("sweep__epochs", 0, r"sweep.epochs"),
     ],
 )
@@ -196,7 +202,7 @@ def _study_with_sweep(repo, name="sweepy", marked=False):
     folder.mkdir()
     (folder / "params.yaml").write_text(
         f"study:\n  name: {name}\n  runs_with_main: {'true' if marked else 'false'}\n"
-        "matrix:\n  dataset: [fashion_mnist]\n  activation: [relu]\n  bn: ['off', post]\n  dropout: [0.0]\n  seed: [0, 1]\n"
+        "matrix:\n  dataset: [fashion_mnist]\n  activation: [relu]\n  bn: ['off', post]\n  dropout: [0.0]\n  seed: [1, 2]\n"
         "sweep:\n  learning_rates: [0.0001, 0.01, 0.1]\n  seeds: [0]\n  epochs: 1\n  choose_by: best_val_accuracy\n"
     )
     return folder
@@ -229,7 +235,7 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
     assert chosen["outs"] == ["results/sweep/chosen.json"] and "results/sweep/cells" in chosen["deps"]
     assert "../../pipeline/choose.py" in chosen["deps"] and "../../pipeline/study/choice.py" in chosen["deps"]
     assert sorted(tuned["foreach"]) == sorted(
-        f"fashion_mnist-relu-{bn}-0.0-{s}" for bn in ("off", "post") for s in (0, 1)
+        f"fashion_mnist-relu-{bn}-0.0-{s}" for bn in ("off", "post") for s in (1, 2)
     )
     # the tuned cells read the chosen file: it is their dependency, and their argument
     assert "results/sweep/chosen.json" in tuned["do"]["deps"]
@@ -289,9 +295,9 @@ def test_a_study_marked_runs_with_main_is_in_the_root_pipeline_and_plain_repro_r
         return done.stdout
 
     status = dvc("status")  # plain: what a plain `dvc repro` would run
-    assert "claim_x-train@fashion_mnist-relu-post-0.0-1:" in status and "claim_x-choose:" in status
+    assert "claim_x-train@fashion_mnist-relu-post-0.0-2:" in status and "claim_x-choose:" in status
     dag = dvc("dag", "--md", "claim_x-report")  # the study's page and all it needs, as `dvc repro claim_x-report` runs
-    assert "claim_x-tuned@fashion_mnist-relu-off-0.0-0" in dag and "claim_x-choose" in dag
+    assert "claim_x-tuned@fashion_mnist-relu-off-0.0-1" in dag and "claim_x-choose" in dag
     assert "fetch@fashion_mnist" in dag and "train@cifar10" not in dag
 
 
