@@ -20,8 +20,13 @@ def test_report_and_results_cover_every_cell(study):
     repo, _, _ = study
     html = (repo / "studies" / "quick" / "reports" / "index.html").read_text()
     assert "bnbench: bnbench-quick" in html and "Not the published datasets" in html
-    # 5 figures per dataset (curves, survival, gradient norms, BN statistics, ...) and 2 across them, inlined
-    assert html.count('src="data:image/png;base64,') == 2 * 5 + 2
+    # 5 figures per dataset (curves, survival, gradient norms, BN statistics, ...) and 2 across them, inlined,
+    # and on each dataset a speed-up curve over every target for each speed question (in steps, in seconds)
+    speedup_curves = {
+        d: html.count(f'alt="{d}: speed-up against every target level') for d in ("cifar10", "fashion_mnist")
+    }
+    assert speedup_curves == {"cifar10": 2, "fashion_mnist": 2}
+    assert html.count('src="data:image/png;base64,') == 2 * 5 + 2 + sum(speedup_curves.values())
     assert all(cell in html for cell in CELLS)
     with (repo / "studies" / "quick" / "reports" / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -140,7 +140,14 @@ CELL_AXES = {
 }
 AXES = {**CELL_AXES, **{s.path: s for s in TRAIN_SETTINGS}}
 # Settings that a model_validator ties together: a valid value of one depends on the others.
-TIED = {"train.optimizer": ("train.optimizer.name", "train.optimizer.momentum", "train.optimizer.nesterov")}
+TIED = {
+    "train.optimizer": (
+        "train.optimizer.name",
+        "train.optimizer.momentum",
+        "train.optimizer.nesterov",
+        "train.optimizer.epsilon_placement",
+    )
+}
 
 
 def model_validators(model: type[BaseModel], prefix: str = "") -> set[str]:

@@ -324,11 +324,14 @@ TIED_PATHS = {path for paths in TIED.values() for path in paths}
 
 @st.composite
 def optimizers(draw) -> dict:
-    """A consistent optimizer: momentum for sgd and rmsprop only, Nesterov for sgd only (its model_validator)."""
+    """A consistent optimizer (its model_validator): momentum for sgd and rmsprop only, Nesterov for sgd only,
+    Keras 2's epsilon placement for rmsprop without momentum only."""
     name = draw(valid(BY_PATH["train.optimizer.name"]))
     momentum = 0.0 if name == "adam" else draw(valid(BY_PATH["train.optimizer.momentum"]))
     nesterov = draw(st.booleans()) if name == "sgd" else False
-    return {"name": name, "momentum": momentum, "nesterov": nesterov}
+    plain_rmsprop = name == "rmsprop" and momentum == 0
+    placement = draw(valid(BY_PATH["train.optimizer.epsilon_placement"])) if plain_rmsprop else "in_sqrt"
+    return {"name": name, "momentum": momentum, "nesterov": nesterov, "epsilon_placement": placement}
 
 
 def _axis_values_strategy(setting) -> st.SearchStrategy:
@@ -348,6 +351,11 @@ def valid_changes(draw, study: Study) -> dict[tuple[str, ...], object]:
     addable = [a for a in AXES if a not in CELL_AXES and a not in TIED_PATHS and not (has_sweep and a == LR)]
     for axis in draw(st.lists(st.sampled_from(sorted(addable)), unique=True, max_size=1)):
         changes[("matrix", axis)] = draw(_axis_values_strategy(AXES[axis]))
+    if has_sweep:  # the sweep's seeds are never the study's (a rule across sections): move them past its seeds
+        seeds = changes.get(("matrix", "seed"), study.params.matrix["seed"])
+        sweep_seeds = changes.get(("sweep", "seeds"), study.params.sweep.seeds)
+        if set(seeds) & set(sweep_seeds):
+            changes[("sweep", "seeds")] = [s + max(seeds) + 1 for s in sweep_seeds]
     return changes
 
 
