@@ -323,7 +323,8 @@ def mlflow_server(store: Path) -> Iterator[str]:
 
 
 # What times the training, different on every run: left out of comparisons of two runs' outputs, nothing else.
-TIMING_KEYS = {"compile_seconds", "train_seconds", "throughput_images_per_s"}
+# What says how a cell was timed rather than what it computed: the runner's slots share a device, dvc repro's not.
+TIMING_KEYS = {"compile_seconds", "train_seconds", "throughput_images_per_s", "device_shared"}
 TIMING_COLUMNS = {"seconds"}
 
 

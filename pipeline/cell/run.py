@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.cell.backend import apply_determinism
 from pipeline.cell.checkpoints import cell_checkpoint
 from pipeline.cell.convergence import target_metrics
-from pipeline.cell.device import check_device
+from pipeline.cell.device import check_device, device_shared
 from pipeline.cell.interrupts import sigterm_raises
 from pipeline.cell.outputs import CellOutputs, write_cell_outputs
 from pipeline.cell.training import train_cell
@@ -104,6 +104,7 @@ def run_cell(
             # the images of each split it used, so the report can say what it ran (train_examples, ...)
             **{f"{split}_examples": int(n) for split, n in data.meta["examples"].items()},
             "device": device,
+            "device_shared": device_shared(),  # seconds measured beside other cells compare with no others'
             "git_commit": git_commit(),
         }
         paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history, result.steps))

@@ -29,7 +29,8 @@ def slot_config(slots: int, devices: str | None, gpu_memory_mb: int | None, thre
     ids = tuple(d for d in (devices or "").split(",") if d.strip())
     per_device = -(-slots // len(ids)) if ids else slots
     fraction = round(0.9 / per_device, 3) if gpu_memory_mb is None and per_device > 1 else None
-    return SlotConfig(slot_threads(cores, slots_sharing), ids, gpu_memory_mb, fraction)
+    # k slots on one device (a GPU, or the CPU when no GPU is given) train at the same time
+    return SlotConfig(slot_threads(cores, slots_sharing), ids, gpu_memory_mb, fraction, device_shared=per_device > 1)
 
 
 def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -> Outcome:

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cell.device import SHARED_ENV
 from pipeline.errors import UserError
 from pipeline.provenance import COMMIT_ENV, git_commit
 from pipeline.runner.record import Outcome, drive
@@ -171,8 +172,9 @@ def connect(address: str, root: Path, env: dict[str, str]):
     return ray
 
 
-def cell_resources(ray, config: SlotConfig, slots: int) -> tuple[dict, int]:
-    """Ray's resources for one cell, and how many cells the cluster runs at once; refuses what no node holds."""
+def cell_resources(ray, config: SlotConfig, slots: int) -> tuple[dict, int, bool]:
+    """Ray's resources for one cell, how many cells the cluster runs at once, and whether cells share a device
+    (`slots` cells on one GPU; without GPUs, several cells on one node's CPUs); refuses what no node holds."""
     gpus = ray.cluster_resources().get("GPU", 0)
     wanted = {"num_cpus": config.threads, "num_gpus": 1 / slots if gpus else 0}
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
@@ -183,7 +185,7 @@ def cell_resources(ray, config: SlotConfig, slots: int) -> tuple[dict, int]:
             + (f" and 1/{slots} of a GPU" if gpus else "")
             + " free for a cell; give fewer --threads (CPUs per cell) or add nodes"
         )
-    return wanted, sum(fits)
+    return wanted, sum(fits), slots > 1 if gpus else max(fits) > 1
 
 
 def train_cells_on_ray(
@@ -201,7 +203,8 @@ def train_cells_on_ray(
     try:
         from ray.util.queue import Queue
 
-        resources, capacity = cell_resources(ray, config, slots)
+        resources, capacity, shared = cell_resources(ray, config, slots)
+        config = dataclasses.replace(config, device_shared=shared)
         remote = ray.remote(run_remote).options(**resources, max_retries=0)
         inputs = {path for task in tasks for path in stage_inputs(stages, task.addressing)}
         refs = {path: ray.put(bundle(root, [path])) for path in sorted(inputs)}
@@ -271,6 +274,7 @@ def run_remote(job: CellJob, events, *input_bundles: dict[str, bytes]) -> CellRe
         for files in input_bundles:
             unbundle(repo, files)
         log = scratch / "cell.log"
+        os.environ[SHARED_ENV] = "true" if job.config.device_shared else "false"  # this job's, in a warm worker
         task = Task(job.addressing, repo, repo / job.wdir, job.argv, tuple(repo / o for o in job.outs), log)
         result = run_task(task, events=events)  # its start event goes to the driver's progress display
         return CellReturn(

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cell.device import SHARED_ENV
+
 
 @dataclass(frozen=True)
 class SlotConfig:
@@ -39,6 +41,7 @@ class SlotConfig:
     devices: tuple[str, ...] = ()  # GPU ids shared round-robin by the slots; () leaves CUDA_VISIBLE_DEVICES alone
     gpu_memory_mb: int | None = None  # TensorFlow: a per-worker memory cap; None: memory growth
     gpu_memory_fraction: float | None = None  # JAX: XLA_PYTHON_CLIENT_MEM_FRACTION
+    device_shared: bool = False  # whether other slots train on a slot's device at the same time (its cells say so)
     log_dir: Path | None = None  # where the worker's own output (start-up, between cells) goes: worker-<slot>.log
 
 
@@ -75,6 +78,7 @@ def slot_environment(config: SlotConfig, slot: int) -> dict[str, str]:
         "TF_NUM_INTEROP_THREADS": str(config.threads),
         "OMP_NUM_THREADS": str(config.threads),
         "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"),
+        SHARED_ENV: "true" if config.device_shared else "false",
     }
     if config.devices:
         env["CUDA_VISIBLE_DEVICES"] = config.devices[slot % len(config.devices)]

@@ -105,6 +105,16 @@ def test_every_cell_output_matches_the_sequential_run_but_timing(runner_copy):
         assert_same_cell_outputs(*(r / QUICK_STUDY / "results" / "cells" / cell for r in (repo, sequential)))
 
 
+def test_cells_trained_in_two_slots_on_one_cpu_say_they_shared_it_and_dvc_repro_s_did_not(runner_copy):
+    sequential, repo, _, _, _, _ = runner_copy
+    for cell in CELLS:
+        ours, theirs = (
+            json.loads((r / QUICK_STUDY / "results" / "cells" / cell / "metrics.json").read_text())
+            for r in (repo, sequential)
+        )
+        assert (ours["device_shared"], theirs["device_shared"]) == (True, False), cell
+
+
 def test_one_finished_mlflow_run_per_cell(runner_copy):
     _, repo, _, _, _, _ = runner_copy
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.cell.device import check_device, visible_gpus
+from pipeline.cell.device import SHARED_ENV, check_device, device_shared, visible_gpus
 from pipeline.errors import UserError
 
 
@@ -46,3 +46,13 @@ def test_the_jax_backend_without_jax_installed_is_one_clear_line():
         done.stderr
         == "bnbench: KERAS_BACKEND=jax but JAX is not installed: `uv sync --extra jax` (or unset KERAS_BACKEND)\n"
     )
+
+
+def test_a_cell_says_whether_it_shared_its_device_as_the_runner_set_it(monkeypatch):
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    assert device_shared() is False  # a `dvc repro` stage trains alone
+    monkeypatch.setenv(SHARED_ENV, "true")
+    assert device_shared() is True
+    monkeypatch.setenv(SHARED_ENV, "yes")
+    with pytest.raises(UserError, match="BNBENCH_DEVICE_SHARED='yes'"):
+        device_shared()

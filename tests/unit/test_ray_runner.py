@@ -11,6 +11,7 @@ from pipeline.provenance import COMMIT_ENV, git_commit
 from pipeline.runner.__main__ import main, ray_slot_config
 from pipeline.runner.ray_cluster import (
     bundle,
+    cell_resources,
     check_head_reachable,
     check_tracking,
     stage_inputs,
@@ -91,3 +92,25 @@ def test_ray_mode_refuses_local_devices_and_a_local_store(monkeypatch):
 def test_a_head_that_does_not_answer_is_named_in_seconds(address):
     with pytest.raises(UserError, match="no Ray head answers there.*ray start --head"):
         check_head_reachable(address.format(port=free_port()), timeout_s=2)
+
+
+class _Cluster:
+    """What cell_resources reads of Ray: the cluster's resources and its nodes'."""
+
+    def __init__(self, *nodes: dict):
+        self._nodes = nodes
+
+    def cluster_resources(self) -> dict:
+        return {"GPU": sum(n.get("GPU", 0) for n in self._nodes)}
+
+    def nodes(self) -> list[dict]:
+        return [{"Alive": True, "Resources": n} for n in self._nodes]
+
+
+def test_ray_cells_share_a_device_where_a_gpu_or_a_node_s_cpus_hold_several():
+    config = ray_slot_config(slots=1, gpu_memory_mb=None, threads=2)
+    assert cell_resources(_Cluster({"CPU": 2}, {"CPU": 2}), config, 1)[1:] == (2, False)  # a cell per node
+    assert cell_resources(_Cluster({"CPU": 4}), config, 1)[1:] == (2, True)  # two cells on one node's CPUs
+    gpus = _Cluster({"CPU": 16, "GPU": 2})
+    assert cell_resources(gpus, config, 1)[1:] == (2, False)  # a GPU each
+    assert cell_resources(gpus, ray_slot_config(slots=4, gpu_memory_mb=None, threads=2), 4)[1:] == (8, True)

@@ -133,6 +133,14 @@ def test_threads_and_devices_per_slot():
     assert "CUDA_VISIBLE_DEVICES" not in slot_environment(SlotConfig(threads=1), 0)
 
 
+def test_a_slot_s_cells_say_whether_other_slots_share_their_device():
+    # slots on one device train at the same time: the CPU with no GPU given, or one GPU for several slots
+    assert [slot_config(k, None, None).device_shared for k in (1, 2)] == [False, True]
+    assert [slot_config(k, "0,1", None).device_shared for k in (1, 2, 3, 4)] == [False, False, True, True]
+    assert slot_environment(slot_config(2, None, None), 0)["BNBENCH_DEVICE_SHARED"] == "true"
+    assert slot_environment(slot_config(1, None, None), 0)["BNBENCH_DEVICE_SHARED"] == "false"
+
+
 def test_a_finished_cell_is_committed_as_dvc_repro_records_it():
     command = commit_command(["s/dvc.yaml:train@a", "s/dvc.yaml:train@b"])
     assert command[:3] == [sys.executable, "-m", "dvc"]
@@ -146,7 +154,8 @@ def task(tmp_path, monkeypatch):
     out = wdir / "results" / "cells" / "c"
     out.mkdir(parents=True)
     (out / "stale.txt").write_text("from an older run")
-    monkeypatch.setenv("DVC_STAGE", "before")
+    monkeypatch.setenv("DVC_STAGE", "before")  # run_task sets both as dvc repro does: restored after the test
+    monkeypatch.setenv("DVC_ROOT", "before")
     yield Task("studies/s/dvc.yaml:train@c", tmp_path, wdir, ("--cell", "c"), (out,), tmp_path / "logs" / "c.log")
 
 
