@@ -6,18 +6,25 @@ this copies the repository (as `git ls-files` sees it) into a temporary folder,
 plants the fault there, and runs those tests; a fault the tests miss is then run
 against the whole fast suite. Nothing in the working tree is modified.
 
-Run:    uv run python -m tools.mutants [--only ID ...] [--json out.json]
+Run:    uv run python -m tools.mutants [--only ID ...] [--json out.json] [--jobs N]
 Prints: one line per fault (caught by its tests, caught by the suite, or survived) and the score.
+
+With --jobs N, N copies each plant one fault at a time, side by side. A fault's own tests then run in
+one process each (`-n0`): most are one module, whose tests share a setup on one worker anyway, so N
+faults at once keep the cores busy where one at a time left all but one idle.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +39,7 @@ TIMEOUT_S = 900  # per pytest run; a fault that makes training hang counts as ca
 # The whole fast suite, less the tests that would fail on any edit at all (the fault list's own
 # check and the formatter), which would count every fault as caught.
 SUITE = ["tests", "--ignore=tests/unit/test_mutants.py", "--ignore=tests/unit/test_lint.py"]
+CONTAINER_TESTS = "tests/container"
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,14 @@ def copy_repository(dest: Path) -> None:
     (dest.parent / "shared").symlink_to(REPO.parent / "shared")
 
 
-def run_tests(copy: Path, tests: list[str], fast_only: bool = True) -> bool:
+def run_tests(copy: Path, tests: list[str], fast_only: bool = True, parallel: bool = True) -> bool:
     """Whether the tests pass in the copy (its own package first on the path); `fast_only` leaves e2e tests out.
 
     A fault's own tests run whatever their kind, e2e ones too (the cluster's, say); the suite run after
-    them is the fast one.
+    them is the fast one. `parallel` False runs them in this process's one child, without xdist's workers.
     """
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *([] if parallel else ["-n0"])]
     command += ["-m", "not e2e", *tests] if fast_only else tests
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -79,7 +87,7 @@ def run_tests(copy: Path, tests: list[str], fast_only: bool = True) -> bool:
     return done.returncode == 0
 
 
-def check(mutant: Mutant, copy: Path) -> str:
+def check(mutant: Mutant, copy: Path, parallel: bool = True) -> str:
     """ "caught" by its own tests, "caught by the suite", or "survived"."""
     path = copy / mutant.file
     original = path.read_text(encoding="utf-8")
@@ -88,30 +96,64 @@ def check(mutant: Mutant, copy: Path) -> str:
         compile(mutated, mutant.file, "exec")  # a fault must be valid code, or it proves nothing
     path.write_text(mutated, encoding="utf-8")
     try:
-        if not run_tests(copy, mutant.tests, fast_only=False):
+        if not run_tests(copy, mutant.tests, fast_only=False, parallel=parallel):
             return "caught"
         return "survived" if run_tests(copy, SUITE) else "caught by the suite"
     finally:
         path.write_text(original, encoding="utf-8")
 
 
+def check_all(mutants: list[Mutant], copies: list[Path]) -> dict[str, str]:
+    """Each fault planted in one of the copies, one fault per copy at a time; prints each outcome as it comes."""
+    todo: queue.Queue[Mutant] = queue.Queue()
+    for mutant in mutants:
+        todo.put(mutant)
+    outcomes: dict[str, str] = {}
+    lock = threading.Lock()
+    # The container tests use one Docker engine and one compose project name: one such fault at a time.
+    engine = threading.Lock()
+
+    def work(copy: Path) -> None:
+        while True:
+            try:
+                mutant = todo.get_nowait()
+            except queue.Empty:
+                return
+            began = time.monotonic()
+            needs_engine = any(test.startswith(CONTAINER_TESTS) for test in mutant.tests)
+            with engine if needs_engine else contextlib.nullcontext():
+                outcome = check(mutant, copy, parallel=len(copies) == 1)
+            with lock:
+                outcomes[mutant.id] = outcome
+                print(
+                    f"{outcome:>19}  {mutant.id:<28} {time.monotonic() - began:5.0f} s  {mutant.behaviour}", flush=True
+                )
+
+    threads = [threading.Thread(target=work, args=(copy,)) for copy in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {m.id: outcomes[m.id] for m in mutants}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="ids of the faults to plant (default: all)")
     parser.add_argument("--json", type=Path, help="also write the outcomes here")
+    parser.add_argument("--jobs", type=int, default=1, help="faults planted side by side, each in a copy of its own")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs takes 1 or more")
     mutants = [m for m in load_mutants() if not args.only or m.id in args.only]
-    outcomes: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "repo"
-        copy_repository(copy)
-        if not run_tests(copy, SUITE):
+        copies = [Path(tmp) / f"copy-{i}" / "repo" for i in range(args.jobs)]
+        for copy in copies:
+            copy_repository(copy)
+        if not run_tests(copies[0], SUITE):
             print("the suite fails without any fault planted; fix that first", file=sys.stderr)
             return 1
-        for mutant in mutants:
-            began = time.monotonic()
-            outcomes[mutant.id] = check(mutant, copy)
-            print(f"{outcomes[mutant.id]:>19}  {mutant.id:<28} {time.monotonic() - began:5.0f} s  {mutant.behaviour}")
+        outcomes = check_all(mutants, copies)
     caught = sum(outcome != "survived" for outcome in outcomes.values())
     print(f"mutation score: {caught}/{len(outcomes)} planted faults caught")
     if args.json:
