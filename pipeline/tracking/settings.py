@@ -12,9 +12,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import UserError
 
 URI_ENV = "MLFLOW_TRACKING_URI"
 SPOOL_DIR = Path(".bnbench") / "tracking-spool"
+# The stores MLflow opens by URI scheme (a SQL store's scheme may name its driver: postgresql+psycopg).
+# Anything else MLflow would take for a folder of its deprecated file store, and fail deep inside it.
+STORE_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks")
 
 
 def is_server(uri: str) -> bool:
@@ -33,9 +39,22 @@ class TrackingSettings:
         return is_server(self.uri)
 
 
+def check_store_uri(uri: str) -> None:
+    """Refuse, in one line naming the fix, a tracking URI whose scheme names no store MLflow opens."""
+    scheme = urlsplit(uri).scheme.split("+", 1)[0].lower() if "://" in uri or uri.startswith("sqlite:") else ""
+    if scheme in STORE_SCHEMES:
+        return
+    raise UserError(
+        f"{URI_ENV}={uri} names no tracking store (it needs a scheme such as http:// or sqlite:///): "
+        f"write {URI_ENV}=http://{uri.split('://', 1)[-1]} for a tracking server, or "
+        f"sqlite:///path/to/mlflow.db for a local file, or unset it to log to the repository's mlflow.db"
+    )
+
+
 def read_tracking_settings(root: Path, environ: Mapping[str, str] = os.environ) -> TrackingSettings:
-    """The tracking settings of the repository at `root`, from `environ`."""
+    """The tracking settings of the repository at `root`, from `environ`; a URI without a store's scheme is refused."""
     uri = environ.get(URI_ENV) or f"sqlite:///{root / 'mlflow.db'}"
+    check_store_uri(uri)
     # A local SQLite store keeps artifacts beside the repository, not in the working directory of a stage.
     artifacts = (root / "mlruns").as_uri() if uri.startswith("sqlite:") else None
     return TrackingSettings(uri, root / SPOOL_DIR, artifacts)

@@ -250,6 +250,31 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     assert f"the MLflow tracking server at {server.uri} asks for a login (401)" in capsys.readouterr().err
 
 
+@fault(
+    case="MLFLOW_TRACKING_URI without a scheme (127.0.0.1:5999), for the train stage and the sync",
+    holds="exit 1 before any training, one line naming the setting and the fix (http://127.0.0.1:5999), "
+    "no traceback; the cell's earlier outputs are kept",
+)
+def test_a_tracking_uri_without_a_scheme_is_one_line(tmp_path):
+    prepared = write_tiny_prepared(tmp_path / "data", train=200, test=50)
+    out = tmp_path / "results" / CELL
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text('{"kept": true}')  # what an earlier run of the stage wrote
+    (tmp_path / ".dvc").mkdir()  # the sync finds its repository by .dvc/
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "127.0.0.1:5999", "DVC_ROOT": str(tmp_path)}
+    argv = [a for f in QUICK for a in ("--params", str(f))] + ["--cell", CELL, "--data", str(prepared), "--out", str(out)]  # fmt: skip
+    for command in (["pipeline.train", *argv], ["pipeline.tracking.sync"]):
+        done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        # one line of ours, the last, and no traceback (TensorFlow's start-up log lines may come before it)
+        ours = [line for line in done.stderr.splitlines() if line.startswith("bnbench:")]
+        assert len(ours) == 1 and done.stderr.endswith(ours[0] + "\n") and "Traceback" not in done.stderr
+        assert ours[0].startswith("bnbench: MLFLOW_TRACKING_URI=127.0.0.1:5999 names no tracking store")
+        assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5999 for a tracking server" in ours[0]
+    assert [p.name for p in out.iterdir()] == ["metrics.json"] and "kept" in (out / "metrics.json").read_text()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "127.0.0.1:5999").exists()
+
+
 # --- a cell whose server vanishes --------------------------------------------------------------
 
 
