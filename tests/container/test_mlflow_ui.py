@@ -24,7 +24,7 @@ NAME_CELL = '[role=gridcell][col-id="attributes.`Run Name`"]'
 # Chromium report a ResizeObserver loop, which the UI logs (the charts are checked above all the same).
 KNOWN_ERROR_URL = "/ajax-api/2.0/mlflow/users/current"
 KNOWN_ERROR_TEXT = "null ResizeObserver loop completed with undelivered notifications."
-CHART_METRIC = "val_accuracy"
+CHART_METRIC = "curves/val_accuracy"
 TIMEOUT_MS = 90_000  # the first page load compiles a large bundle on 2 cores
 
 

@@ -57,8 +57,8 @@ def test_one_mlflow_run_per_cell_under_the_study(study):
         assert run.data.tags["bnbench.dvc_stage"] == f"studies/quick/dvc.yaml:train@{name}"
         assert run.data.tags["bnbench.published_data"] == "false"
         written = json.loads((repo / "studies" / "quick" / "results" / "cells" / name / "metrics.json").read_text())
-        assert run.data.metrics["test_accuracy"] == pytest.approx(written["test_accuracy"])
-        curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert run.data.metrics["summary/test_accuracy"] == pytest.approx(written["test_accuracy"])
+        curve = client.get_metric_history(run.info.run_id, "curves/val_accuracy")
         steps_per_epoch = written["steps_per_epoch"]  # one epoch, two passes: step 0, the middle, the end
         middle = -(-steps_per_epoch // 2)
         # and, before the middle, the early passes: 1, 2, 4, ... while twice the step stays within it
