@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +56,7 @@ HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
+MODEL_FILE = "model.keras"  # train.log_model: the file Keras' `model.save` writes, and `keras.saving.load_model` reads
 # After a failed delivery, log calls leave the server alone this long (the cell's end tries anyway).
 RETRY_INTERVAL_S = 30
 
@@ -216,6 +218,18 @@ class CellRun:
         self.spool.add_tags({"bnbench.outcome": summary["outcome"]})
         for path in artifacts:
             self.spool.add_artifact(path)
+        self._deliver()
+
+    def log_model(self, model) -> None:
+        """The trained Keras model as the run's artifact model.keras (architecture, weights, optimizer state).
+
+        Load it with `keras.saving.load_model(path, compile=False)`: its compiled training metric is a
+        class of pipeline/cell/training.py, which a plain load would have to import.
+        """
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / MODEL_FILE
+            model.save(path)
+            self.spool.add_artifact(path)  # a copy, journaled: it reaches the server like the other files
         self._deliver()
 
     def end(self, status: str) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from ruamel.yaml import YAML
 
 from pipeline.cell.convergence import target_metrics
 from pipeline.study.cells import Cell, cell_settings, expand_matrix
@@ -210,3 +214,39 @@ def test_a_report_whose_server_is_gone_is_kept_with_one_warning(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bnbench: warning: the report is written, but not attached")
     assert "run the report stage again" in err and (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("log_model", [False, True])
+def test_the_trained_model_is_logged_when_the_params_say_so(tmp_path, log_model):
+    """The train stage's command, as DVC runs it: `train.log_model` decides whether the run keeps model.keras."""
+    prepared = write_tiny_prepared(tmp_path / "data", train=200, test=50)
+    overlay = {
+        "study": {"name": "log-model-test"},
+        "matrix": {"dataset": ["fashion_mnist"], "activation": ["relu"], "bn": ["post"], "dropout": [0.0], "seed": [0]},
+        "train": {"architecture": "mlp", "epochs": 1, "evals_per_epoch": 1, "gradient_probe": 0, "bn_probe": 0},
+    }  # fmt: skip
+    if log_model:
+        overlay["train"]["log_model"] = True
+    YAML().dump(overlay, tmp_path / "overlay.yaml")
+    cell, out, uri = "fashion_mnist-relu-post-0.0-0", tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = [a for f in (REPO / "params.yaml", tmp_path / "overlay.yaml") for a in ("--params", str(f))]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))},
+        "DVC_ROOT": str(tmp_path),
+        "MLFLOW_TRACKING_URI": uri,
+    }
+    command = [sys.executable, "-m", "pipeline.train", *params, "--cell", cell, "--data", str(prepared), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = _cells(client, "log-model-test")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.params["train.log_model"] == str(log_model)
+    assert ("model.keras" in artifacts) == log_model and "metrics.json" in artifacts
+    assert "model.keras" not in {p.name for p in out.iterdir()}  # the stage's outputs never hold it
+    if log_model:  # the model itself: Keras loads it back, with the parameters the cell counted
+        import keras
+
+        path = client.download_artifacts(run.info.run_id, "model.keras", str(tmp_path / "downloaded"))
+        model = keras.saving.load_model(path, compile=False)  # its training metric is the cell's own class
+        assert model.count_params() == json.loads((out / "metrics.json").read_text())["parameters"]
