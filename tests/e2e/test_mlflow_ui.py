@@ -74,14 +74,15 @@ def test_a_cell_lists_its_datasets_and_opens_on_its_curves(ui):
     (cell,) = [r for r in cells if r.info.run_name == "post·s1 · fashion_mnist"]
     tab.goto(f"{url}/#/experiments/{experiment_id}/runs/{cell.info.run_id}")
     tab.get_by_text("fashion_mnist/train (", exact=False).first.wait_for()
-    assert tab.get_by_text(study_run.info.run_name, exact=True).first.is_visible()  # its parent run
-    assert tab.get_by_text("training", exact=True).first.is_visible()  # the split's context (shown capitalised)
-    assert tab.get_by_text("studies/quick/dvc.yaml:train@fashion_mnist-sigmoid-post-0.0-1").first.is_visible()
+    # (each part of the page fills in as its request answers: wait for it)
+    tab.get_by_text(study_run.info.run_name, exact=True).first.wait_for()  # its parent run
+    tab.get_by_text("training", exact=True).first.wait_for()  # the split's context (shown capitalised)
+    tab.get_by_text("studies/quick/dvc.yaml:train@fashion_mnist-sigmoid-post-0.0-1").first.wait_for()
     screenshot(tab, folder, "cell-overview.png")
     sections = metric_sections(tab, url, experiment_id, cell.info.run_id)
     assert sections[:4] == ["curves", "gradients", "progress", "summary"], sections
     first = tab.locator("[data-testid=experiment-view-compare-runs-card]").first
-    assert first.get_by_text("curves/", exact=False).first.is_visible()  # the legend: a curve's full key
+    first.get_by_text("curves/", exact=False).first.wait_for()  # the legend: a curve's full key
     tab.get_by_text("val_accuracy", exact=True).first.wait_for()
     assert tab.locator(".js-plotly-plot path.js-line").first.get_attribute("d").startswith("M")  # a drawn curve
     assert screenshot(tab, folder, "cell-metrics.png").stat().st_size > 30_000
