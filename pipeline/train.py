@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = " + ".join(map(str, files))
     cell, settings, policy = resolve_cell(params, source, args.cell, args.sweep_cell, args.learning_rate_from)
     root = repo_root()
-    tracker = MlflowTracker(read_tracking_settings(root), params)
+    tracker = MlflowTracker(read_tracking_settings(root), params, args.data)
     s = run_cell(params, cell, args.data, args.out, tracker, root / CHECKPOINTS_DIR, settings, policy)
     if s["outcome"] == "diverged":
         print(f"train: {cell.name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")

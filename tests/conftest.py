@@ -20,6 +20,7 @@ GROUPS = {
     "e2e/test_cell_code.py": "e2e-study",
     "e2e/test_sweep.py": "e2e-study",
     "e2e/test_new_axis.py": "e2e-study",
+    "e2e/test_mlflow_ui.py": "e2e-study",
     "e2e/test_runner.py": "e2e-runners",
     "e2e/test_ray.py": "e2e-runners",
     "e2e/test_jax_backend.py": "e2e-runners",

@@ -42,6 +42,8 @@ class RunLog(Protocol):
 
     def finish(self, summary: dict, target_metrics: dict, artifacts: list[Path]) -> None: ...
 
+    def log_model(self, model) -> None: ...
+
 
 class Tracker(Protocol):
     """Where a study's cells are recorded as runs."""
@@ -110,6 +112,8 @@ def run_cell(
         paths = write_cell_outputs(out_dir, CellOutputs(summary, result.history, result.steps))
         checkpoint.clear()  # the outputs hold the result; a later run of the stage trains afresh
         run.log_steps(result.steps)
+        if settings.train.log_model:
+            run.log_model(result.model)
         # Times to the study's targets go to the tracker only: the report recomputes them, since
         # targets can change without retraining.
         times = target_metrics(

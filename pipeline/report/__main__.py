@@ -3,7 +3,8 @@
 Reads:  <cells>/*/ for the cells of the current study (pipeline/cell/outputs.py);
         the study's params (params.yaml, then any overlay given by a further --params);
         the dvc.lock given by --lock (its digest, for provenance); the tracking settings
-        (pipeline/tracking/settings.py), when they name a server, for links to each run.
+        (pipeline/tracking/settings.py): the page links each run, and the report is attached
+        to the study's parent run in MLflow (pipeline/tracking/study_run.py).
         With --tuned and --chosen (a study with `sweep:`), the tuned cells too, shown beside
         the fixed-rate ones, and the sweep's learning-rate sensitivity (from chosen.json); with
         --sweep also the sweep cells, which must be those chosen.json was computed from.
@@ -30,6 +31,7 @@ from pipeline.report.questions import known_questions_text, unknown_questions
 from pipeline.study.generate import ensure_current
 from pipeline.study.params import load_params
 from pipeline.tracking.settings import read_tracking_settings
+from pipeline.tracking.study_run import attach_report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("--tuned and --chosen go together (the tuned cells and the rates they were chosen at)")
     if args.sweep is not None and args.chosen is None:
         raise UserError("--sweep goes with --tuned and --chosen (the sweep runs and the rates chosen from them)")
+    tracking = read_tracking_settings(repo_root())
     runs = write_report(
         params,
         args.cells,
@@ -73,9 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen_path=args.chosen,
         claims_files=args.claims,
         sweep_dir=args.sweep,
-        tracking=read_tracking_settings(repo_root()),
+        tracking=tracking,
     )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
+    study_run = attach_report(tracking, params, args.out)
+    if study_run is not None:
+        print(f"report: attached to the study's MLflow run {study_run}")
     return 0
 
 

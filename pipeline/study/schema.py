@@ -117,6 +117,9 @@ class TrainParams(_Strict):
     # The same seed gives the same numbers on the same machine and backend (pipeline/cell/backend.py);
     # false lets TensorFlow compile with XLA and pick non-deterministic kernels (faster on a GPU).
     deterministic: bool = True
+    # Also keep the trained model in the cell's MLflow run (model.keras, Keras' own format): a file of
+    # the model's size per cell, so off unless the models are wanted (the outputs never hold them).
+    log_model: bool = False
 
 
 def _whole_percents(targets: list[float]) -> list[float]:

@@ -62,17 +62,21 @@ def keep_first(client: MlflowClient, experiment_id: str, key: str, mine: str) ->
 def find_or_create(
     client: MlflowClient, experiment_id: str, key: str, run_name: str, params: dict[str, object], tags: dict[str, str]
 ) -> str:
-    """The id of the study's parent run, created (with `params` and `tags`) when there is none."""
+    """The id of the study's parent run, created (with `params` and `tags`) when there is none; RUNNING until its report."""
     existing = _parents(client, experiment_id, key)
     if existing:
-        return first_parent(existing).info.run_id
+        first = first_parent(existing)
+        if first.info.status != "RUNNING":  # a report ended it; this cell extends the study (more seeds, say)
+            client.update_run(first.info.run_id, status="RUNNING")
+        return first.info.run_id
     run_id = client.create_run(
         experiment_id, run_name=run_name, tags={"bnbench.role": "study", "bnbench.study_key": key, **tags}
     ).info.run_id
     items = [Param(name, str(value)) for name, value in params.items()]
     for start in range(0, len(items), MAX_PARAMS):
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS], synchronous=True)
-    client.set_terminated(run_id)
+    # Left RUNNING: the study runs until its report ends it (pipeline/tracking/study_run.py), so the
+    # parent's duration is the study's, from its first cell to its report.
     return keep_first(client, experiment_id, key, run_id)
 
 

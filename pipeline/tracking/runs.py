@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +38,8 @@ from pipeline.study.axes import flatten, format_value
 from pipeline.study.cells import Cell
 from pipeline.study.schema import CellSettings, Params
 from pipeline.tracking import parent
+from pipeline.tracking.datasets import split_datasets
+from pipeline.tracking.names import STEP_LOSS_METRIC, curve_key, run_name, summary_key
 from pipeline.tracking.settings import URI_ENV, TrackingSettings, is_server
 from pipeline.tracking.spool import RunSpool, now_ms
 
@@ -53,6 +56,7 @@ HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
+MODEL_FILE = "model.keras"  # train.log_model: the file Keras' `model.save` writes, and `keras.saving.load_model` reads
 # After a failed delivery, log calls leave the server alone this long (the cell's end tries anyway).
 RETRY_INTERVAL_S = 30
 
@@ -99,7 +103,7 @@ def _refusal(uri: str, error: MlflowException) -> str:
         return f"the MLflow tracking server at {uri} asks for a login (401): {login}"
     if status == 403:
         return (
-            f"the MLflow tracking server at {uri} does not let user {user!r} do this (403: {_one_line(error)}): "
+            f"the MLflow tracking server at {uri} does not let user {user!r} do this (403: {one_line(error)}): "
             "ask its admin for EDIT permission on the study's experiment"
         )
     return f"the MLflow tracking server at {uri} answered, but not as an MLflow server does ({error}); check {URI_ENV}"
@@ -115,7 +119,7 @@ def study_key(params: Params) -> str:
     return hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _experiment_id(client: MlflowClient, name: str, tracking: TrackingSettings) -> str:
+def study_experiment_id(client: MlflowClient, name: str, tracking: TrackingSettings) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -150,10 +154,7 @@ def prepare_study(tracking: TrackingSettings, params: Params) -> str:
     check_reachable(tracking.uri)
     with bounded_http_retries():
         client = MlflowClient(tracking.uri)
-        return study_run_id(client, _experiment_id(client, params.study.name, tracking), params)
-
-
-STEP_LOSS_METRIC = "train_loss_step"  # the per-step training loss, one value per optimizer step
+        return study_run_id(client, study_experiment_id(client, params.study.name, tracking), params)
 
 
 class CellRun:
@@ -185,7 +186,7 @@ class CellRun:
         self._deliver()
 
     def log_steps(self, steps) -> None:
-        """Each step's training loss as `train_loss_step` at its step, in batches (not one call per step)."""
+        """Each step's training loss as `curves/train_loss_step` at its step, in batches (not one call per step)."""
         now = now_ms()
         self.spool.add_metrics(
             [
@@ -197,24 +198,38 @@ class CellRun:
         self._deliver()
 
     def log_eval(self, row: dict) -> None:
+        """One evaluation's columns at its step, under their sections (pipeline/tracking/names.py)."""
         metrics = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None and math.isfinite(v)}
         metrics["epoch"] = row["epoch"]
         now, step = now_ms(), int(row["step"])
-        self.spool.add_metrics([(key, float(value), now, step) for key, value in metrics.items()])
+        self.spool.add_metrics([(curve_key(key), float(value), now, step) for key, value in metrics.items()])
         self._deliver()
 
     def finish(self, summary: dict, target_metrics: dict, artifacts: list[Path]) -> None:
-        """Logs the cell's summary and times to target as measured elsewhere, and its output files."""
+        """Logs the cell's summary and times to target as measured elsewhere (one point each, under `summary/`
+        at the cell's last step), and its output files."""
         numbers = {
             k: float(v)
             for k, v in {**summary, **target_metrics}.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         }
         now, step = now_ms(), int(summary["steps_trained"])
-        self.spool.add_metrics([(key, value, now, step) for key, value in numbers.items()])
+        self.spool.add_metrics([(summary_key(key), value, now, step) for key, value in numbers.items()])
         self.spool.add_tags({"bnbench.outcome": summary["outcome"]})
         for path in artifacts:
             self.spool.add_artifact(path)
+        self._deliver()
+
+    def log_model(self, model) -> None:
+        """The trained Keras model as the run's artifact model.keras (architecture, weights, optimizer state).
+
+        Load it with `keras.saving.load_model(path, compile=False)`: its compiled training metric is a
+        class of pipeline/cell/training.py, which a plain load would have to import.
+        """
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / MODEL_FILE
+            model.save(path)
+            self.spool.add_artifact(path)  # a copy, journaled: it reaches the server like the other files
         self._deliver()
 
     def end(self, status: str) -> None:
@@ -225,14 +240,26 @@ class CellRun:
         if self.undelivered is not None:
             print(
                 f"bnbench: warning: the MLflow tracking server at {self.spool.tracking_uri} did not take all of run "
-                f"{self.run_id} ({self.spool.label}): {_one_line(self.undelivered)}. The rest is kept in "
+                f"{self.run_id} ({self.spool.label}): {one_line(self.undelivered)}. The rest is kept in "
                 f"{self.spool.folder}; deliver it with `{SYNC_COMMAND}` once the server answers.",
                 file=sys.stderr,
                 flush=True,
             )
 
 
-def _one_line(error: Exception) -> str:
+def dvc_tags(environ=os.environ) -> dict[str, str]:
+    """The DVC stage and experiment a run belongs to, as DVC sets them in a stage's environment.
+
+    `dvc exp run` names its experiment (DVC_EXP_NAME); `dvc repro` runs in the workspace and sets none.
+    The runner sets DVC_STAGE for each cell as `dvc repro` would (pipeline/runner/worker.py).
+    """
+    return {
+        "bnbench.dvc_stage": environ.get("DVC_STAGE", "(outside dvc)"),
+        "bnbench.dvc_exp": environ.get("DVC_EXP_NAME", "(workspace)"),
+    }
+
+
+def one_line(error: Exception) -> str:
     text = " ".join(str(error).split())
     return text if len(text) <= 300 else text[:300] + "..."
 
@@ -251,12 +278,14 @@ def track_cell(
     data_meta: dict,
     device: str,
     lr_policy: str = "fixed",
+    data_dir: Path | None = None,
 ) -> Iterator[CellRun]:
     """A child run for `cell` under the study's parent; marked FAILED if training raises.
 
     Params: the cell's effective settings under their dotted keys (its axes among
     them), the study's prepare settings and the data digest. Tags: the axes again,
-    so that the UI can filter and group by them, and the provenance. Sweep and tuned runs
+    so that the UI can filter and group by them, the DVC stage and experiment, and the provenance.
+    Datasets: the training and validation splits in `data_dir` (pipeline/tracking/datasets.py). Sweep and tuned runs
     (params `sweep:`) are tracked the same way, with the role "sweep" or "tuned" instead of
     "cell" and the tag `bnbench.lr_policy` (fixed, sweep or tuned) on every run.
 
@@ -271,7 +300,7 @@ def track_cell(
         "bnbench.cell": cell.name,
         "bnbench.study_key": study_key(params),
         "bnbench.axes": ",".join(key for key, _ in cell.axes),
-        "bnbench.dvc_stage": os.environ.get("DVC_STAGE", "(outside dvc)"),
+        **dvc_tags(),
         "bnbench.data_digest": data_meta["data_digest"],
         # False when BNBENCH_DATA_CHECKSUMS admitted files other than the published dataset.
         "bnbench.published_data": str(data_meta["published_data"]).lower(),
@@ -281,20 +310,21 @@ def track_cell(
         **{f"version.{name}": version for name, version in library_versions().items()},
         **{key: format_value(value) for key, value in cell.axes},
     }
-    run_name = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"
+    name = run_name(params, cell, lr_policy)
     with bounded_http_retries():
         try:
-            experiment_id = _experiment_id(client, params.study.name, tracking)
+            experiment_id = study_experiment_id(client, params.study.name, tracking)
             parent_id = study_run_id(client, experiment_id, params)
-            run_id = _start_run(client, experiment_id, run_name, {parent.PARENT_TAG: parent_id, **tags})
+            run_id = _start_run(client, experiment_id, name, {parent.PARENT_TAG: parent_id, **tags})
         except MlflowException as error:
             if error.get_http_status_code() in (401, 403):
                 raise UserError(_refusal(uri, error)) from None
             raise UserError(
                 f"the MLflow tracking server at {uri} failed while the cell's run was created, before any training "
-                f"({_one_line(error)}); run the stage again once it answers"
+                f"({one_line(error)}); run the stage again once it answers"
             ) from None
-        spool = RunSpool.create(tracking.spool_dir, run_id, uri, run_name, experiment_id, tags["bnbench.study_key"])
+        label = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"  # as its DVC stage names it
+        spool = RunSpool.create(tracking.spool_dir, run_id, uri, label, experiment_id, tags["bnbench.study_key"])
         run = CellRun(client, spool)
         monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
         monitor.start()
@@ -307,6 +337,8 @@ def track_cell(
                     "data_digest": data_meta["data_digest"],
                 }
             )
+            if data_dir is not None:
+                spool.add_inputs(split_datasets(data_dir, data_meta))
             yield run
             status = "FINISHED"
         finally:
@@ -340,9 +372,10 @@ def mark_stale_runs_killed(
 class MlflowTracker:
     """The cell's Tracker (pipeline/cell/run.py) for a study: its runs in the store `tracking` names."""
 
-    def __init__(self, tracking: TrackingSettings, params: Params):
+    def __init__(self, tracking: TrackingSettings, params: Params, data_dir: Path | None = None):
         self.tracking = tracking
         self.params = params
+        self.data_dir = data_dir  # the prepared data, whose splits each run lists as its datasets
 
     def check(self) -> None:
         check_reachable(self.tracking.uri)
@@ -351,4 +384,4 @@ class MlflowTracker:
         mark_stale_runs_killed(self.tracking, self.params, cell, lr_policy)
 
     def open_run(self, cell: Cell, settings: CellSettings, data_meta: dict, device: str, lr_policy: str):
-        return track_cell(self.tracking, self.params, cell, settings, data_meta, device, lr_policy)
+        return track_cell(self.tracking, self.params, cell, settings, data_meta, device, lr_policy, self.data_dir)

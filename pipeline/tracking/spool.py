@@ -1,6 +1,6 @@
 """A run's tracking data, kept on disk until its MLflow server has taken it.
 
-Everything a cell sends to its run (params, metrics, tags, artifacts, its end) goes first into
+Everything a cell sends to its run (params, metrics, tags, datasets, artifacts, its end) goes first into
 a journal, `<repo>/.bnbench/tracking-spool/<run id>/journal.jsonl`: one JSON line per entry,
 each with its own id, written and synced to disk before it is sent (artifacts are copied into
 the run's folder). An entry sent is recorded in `delivered.txt` beside it. So a server that
@@ -26,8 +26,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pipeline.tracking import parent
 
@@ -138,6 +139,10 @@ class RunSpool:
         for start in range(0, len(items), MAX_TAGS):
             self._append({"tags": dict(items[start : start + MAX_TAGS])})
 
+    def add_inputs(self, inputs: list[dict]) -> None:
+        """Datasets the run used: each MLflow's dataset fields (name, digest, source...) and its context."""
+        self._append({"inputs": inputs})
+
     def add_artifact(self, path: Path) -> None:
         """A copy of `path` now: the file may change or go before it is delivered."""
         name = f"{self._next_id}/{path.name}"
@@ -197,6 +202,12 @@ class RunSpool:
             client.log_batch(
                 run_id, tags=[RunTag(key, value) for key, value in entry["tags"].items()], synchronous=True
             )
+        elif "inputs" in entry:
+            datasets = [
+                DatasetInput(Dataset(**item["dataset"]), [InputTag(MLFLOW_DATASET_CONTEXT, item["context"])])
+                for item in entry["inputs"]
+            ]
+            client.log_inputs(run_id, datasets=datasets)  # the store keeps one input per dataset and run
         elif "artifact" in entry:
             client.log_artifact(run_id, str(self.folder / "artifacts" / entry["artifact"]))
         elif "end" in entry:

@@ -47,7 +47,7 @@ def test_one_finished_run_per_cell_on_the_server_under_the_study(stack):
     for cell in cells:
         assert cell.data.tags["bnbench.dvc_stage"] == f"studies/quick/dvc.yaml:train@{cell.data.tags['bnbench.cell']}"
         # step 0, the early passes after steps 1 and 2, and the epoch's two regular passes (steps 6 and 12)
-        assert len(client.get_metric_history(cell.info.run_id, "val_accuracy")) == 5
+        assert len(client.get_metric_history(cell.info.run_id, "curves/val_accuracy")) == 5
         # Artifacts went through the server into its volume, not into the repository.
         assert {"history.csv", "metrics.json", "curves.png"} <= {
             a.path for a in client.list_artifacts(cell.info.run_id)

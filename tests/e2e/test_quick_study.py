@@ -55,10 +55,16 @@ def test_one_mlflow_run_per_cell_under_the_study(study):
         assert f"{run.data.params['dataset']}-{run.data.params['activation']}-{run.data.params['bn']}" in name
         assert run.data.params["seed"] == name[-1] and run.data.params["train.epochs"] == "1"
         assert run.data.tags["bnbench.dvc_stage"] == f"studies/quick/dvc.yaml:train@{name}"
+        assert run.data.tags["bnbench.dvc_exp"] == "(workspace)"  # dvc repro, not dvc exp run
+        datasets = {i.tags[0].value: i.dataset.name for i in run.inputs.dataset_inputs}
+        assert datasets == {
+            "training": f"{run.data.params['dataset']}/train",
+            "validation": f"{run.data.params['dataset']}/val",
+        }
         assert run.data.tags["bnbench.published_data"] == "false"
         written = json.loads((repo / "studies" / "quick" / "results" / "cells" / name / "metrics.json").read_text())
-        assert run.data.metrics["test_accuracy"] == pytest.approx(written["test_accuracy"])
-        curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert run.data.metrics["summary/test_accuracy"] == pytest.approx(written["test_accuracy"])
+        curve = client.get_metric_history(run.info.run_id, "curves/val_accuracy")
         steps_per_epoch = written["steps_per_epoch"]  # one epoch, two passes: step 0, the middle, the end
         middle = -(-steps_per_epoch // 2)
         # and, before the middle, the early passes: 1, 2, 4, ... while twice the step stays within it

@@ -31,6 +31,7 @@ from pipeline.study.cells import cell_settings, expand_matrix
 from pipeline.study.params import load_params
 from pipeline.tracking import parent
 from pipeline.tracking import runs as tracking
+from pipeline.tracking.names import curve_key, summary_key
 from pipeline.tracking.settings import read_tracking_settings
 from tests.faults import tracking_writer
 from tests.helpers import REPO, MlflowServer, free_port, skip_here_fail_in_ci, write_tiny_prepared
@@ -220,7 +221,7 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
         for name, value in admin.items():
             m.setenv(name, value)
         logged = MlflowClient(server.uri).get_run(run.run_id)
-    assert logged.info.status == "FINISHED" and logged.data.metrics["val_accuracy"] == 0.25
+    assert logged.info.status == "FINISHED" and logged.data.metrics["curves/val_accuracy"] == 0.25
     assert logged.info.user_id == "alice"
     # with default_permission READ, only alice (her cell created the study's experiment) may log into it:
     # bob's cell stops before training
@@ -248,6 +249,31 @@ def test_a_server_with_logins(tmp_path, servers, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
     assert run_cli(lambda: train.main(argv)) == 1
     assert f"the MLflow tracking server at {server.uri} asks for a login (401)" in capsys.readouterr().err
+
+
+@fault(
+    case="MLFLOW_TRACKING_URI without a scheme (127.0.0.1:5999), for the train stage and the sync",
+    holds="exit 1 before any training, one line naming the setting and the fix (http://127.0.0.1:5999), "
+    "no traceback; the cell's earlier outputs are kept",
+)
+def test_a_tracking_uri_without_a_scheme_is_one_line(tmp_path):
+    prepared = write_tiny_prepared(tmp_path / "data", train=200, test=50)
+    out = tmp_path / "results" / CELL
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text('{"kept": true}')  # what an earlier run of the stage wrote
+    (tmp_path / ".dvc").mkdir()  # the sync finds its repository by .dvc/
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "127.0.0.1:5999", "DVC_ROOT": str(tmp_path)}
+    argv = [a for f in QUICK for a in ("--params", str(f))] + ["--cell", CELL, "--data", str(prepared), "--out", str(out)]  # fmt: skip
+    for command in (["pipeline.train", *argv], ["pipeline.tracking.sync"]):
+        done = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True)
+        assert done.returncode == 1, done.stderr
+        # one line of ours, the last, and no traceback (TensorFlow's start-up log lines may come before it)
+        ours = [line for line in done.stderr.splitlines() if line.startswith("bnbench:")]
+        assert len(ours) == 1 and done.stderr.endswith(ours[0] + "\n") and "Traceback" not in done.stderr
+        assert ours[0].startswith("bnbench: MLFLOW_TRACKING_URI=127.0.0.1:5999 names no tracking store")
+        assert "MLFLOW_TRACKING_URI=http://127.0.0.1:5999 for a tracking server" in ours[0]
+    assert [p.name for p in out.iterdir()] == ["metrics.json"] and "kept" in (out / "metrics.json").read_text()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "127.0.0.1:5999").exists()
 
 
 # --- a cell whose server vanishes --------------------------------------------------------------
@@ -313,16 +339,23 @@ def _assert_everything_once(client: MlflowClient, run_id: str, out: Path, status
     history = pd.read_csv(out / "history.csv")
     for column in history.columns.drop("step"):
         expected = [(int(s), v) for s, v in zip(history["step"], history[column], strict=True) if math.isfinite(v)]
-        _assert_pairs([(m.step, m.value) for m in client.get_metric_history(run_id, column)], expected, column)
+        _assert_pairs(
+            [(m.step, m.value) for m in client.get_metric_history(run_id, curve_key(column))], expected, column
+        )
     steps = pd.read_csv(out / "steps.csv")
     logged = [(m.step, m.value) for m in client.get_metric_history(run_id, tracking.STEP_LOSS_METRIC)]
     _assert_pairs(logged, list(zip(steps["step"], steps["train_loss"], strict=True)), tracking.STEP_LOSS_METRIC)
     summary = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "final_val_accuracy", "train_seconds", "steps_trained"):
-        logged = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+        logged = [(m.step, m.value) for m in client.get_metric_history(run_id, summary_key(key))]
         _assert_pairs(logged, [(summary["steps_trained"], summary[key])], key)
     assert run.data.tags["bnbench.outcome"] == summary["outcome"] and run.data.params["bn"] == "post"
     assert {a.path for a in client.list_artifacts(run_id)} == {p.name for p in out.iterdir()}
+    # the splits it trained and was validated on, journaled like the rest
+    assert sorted((i.tags[0].value, i.dataset.name) for i in run.inputs.dataset_inputs) == [
+        ("training", "fashion_mnist/train"),
+        ("validation", "fashion_mnist/val"),
+    ]
     cells = client.search_runs([run.info.experiment_id], "tags.`bnbench.role` = 'cell'")
     assert [r.info.run_id for r in cells] == [run_id]
 
@@ -380,7 +413,9 @@ def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, proce
 
     server.start()
     client = MlflowClient(server.uri)
-    assert client.get_run(run_id).info.status == "RUNNING" and not client.get_metric_history(run_id, "val_accuracy")
+    assert client.get_run(run_id).info.status == "RUNNING" and not client.get_metric_history(
+        run_id, "curves/val_accuracy"
+    )
     spooled = repo / ".bnbench" / "tracking-spool" / run_id
     shutil.copytree(spooled, tmp_path / "spool-before-sync")
     done = _sync(repo)
@@ -426,7 +461,7 @@ def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
     run = client.get_run(run_id)
     assert (
         run.info.status == "KILLED"
-        and run.data.metrics["val_accuracy"] == tracking_writer.expected_evals(0)[0]["val_accuracy"]
+        and run.data.metrics["curves/val_accuracy"] == tracking_writer.expected_evals(0)[0]["val_accuracy"]
     )
     assert not (repo / ".bnbench" / "tracking-spool" / run_id).exists()
 
@@ -524,7 +559,7 @@ def test_concurrent_writers_lose_nothing_and_share_one_parent(backend, tmp_path,
         run_id = run.info.run_id
         assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         for metric in ("val_accuracy", "val_loss", "epoch"):
-            logged = [(m.step, m.value) for m in client.get_metric_history(run_id, metric)]
+            logged = [(m.step, m.value) for m in client.get_metric_history(run_id, curve_key(metric))]
             expected = [(row["step"], row[metric]) for row in tracking_writer.expected_evals(index)]
             assert sorted(logged) == expected, (index, metric)
         steps = tracking_writer.expected_steps(index)

@@ -196,10 +196,10 @@ def test_killed_then_terminated_cell_resumes_in_a_new_process(prepared, tmp_path
     assert not folder.exists()  # deleted once the outputs were written
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["resumed_from_step"] == 2 * STEPS_PER_EPOCH and summary["timing_comparable"] is False
-    assert runs[-1].data.metrics["resumed_from_step"] == 2 * STEPS_PER_EPOCH
+    assert runs[-1].data.metrics["summary/resumed_from_step"] == 2 * STEPS_PER_EPOCH
     # the finished run holds the whole curve: the rows restored from the checkpoint were logged again
     history = pd.read_csv(out / "history.csv")
-    logged = client.get_metric_history(runs[-1].info.run_id, "val_accuracy")
+    logged = client.get_metric_history(runs[-1].info.run_id, "curves/val_accuracy")
     assert sorted(m.step for m in logged) == history["step"].tolist()
 
     # the same cell never interrupted, in this process: the same outputs but for the timing

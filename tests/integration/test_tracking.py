@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from ruamel.yaml import YAML
 
 from pipeline.cell.convergence import target_metrics
 from pipeline.study.cells import Cell, cell_settings, expand_matrix
 from pipeline.study.params import load_params
 from pipeline.tracking import runs as tracking
+from pipeline.tracking.datasets import split_digest
 from pipeline.tracking.parent import PARENT_TAG, settle
 from pipeline.tracking.settings import read_tracking_settings
-from tests.helpers import REPO
+from pipeline.tracking.study_run import attach_report
+from tests.helpers import REPO, free_port, write_tiny_prepared
 
 QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
 
@@ -27,6 +34,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.setenv("DVC_STAGE", "train@test")
+    monkeypatch.setenv("DVC_EXP_NAME", "rapt-gyps")
     return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
 
@@ -42,7 +50,7 @@ def _cell(params, **axes) -> Cell:
     return cell
 
 
-def _track(params, cell, rows, tmp_path) -> None:
+def _track(params, cell, rows, tmp_path, data_dir=None, meta=META) -> None:
     summary = {"outcome": "completed", "steps_trained": rows[-1]["step"], "test_accuracy": 0.5, "axes": {}}
     artifact = tmp_path / "metrics.json"
     artifact.write_text("{}")
@@ -50,7 +58,7 @@ def _track(params, cell, rows, tmp_path) -> None:
     steps.loc[5, "train_loss"] = math.nan  # not a number: left out of MLflow
     times = target_metrics(pd.DataFrame(rows), params.targets_for(cell.dataset), steps, params.report.loss_window)
     with tracking.track_cell(
-        read_tracking_settings(tmp_path), params, cell, cell_settings(params, cell), META, "cpu"
+        read_tracking_settings(tmp_path), params, cell, cell_settings(params, cell), meta, "cpu", data_dir=data_dir
     ) as run:
         for row in rows:
             run.log_eval(row)
@@ -71,24 +79,41 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
         params, dataset="cifar10", activation="relu", bn="post", seed=0, **{"train.optimizer.learning_rate": 0.002}
     )
     rows = [_row(0, 0.1), _row(4, 0.35), _row(7, math.nan), _row(10, 0.45)]
-    _track(params, cell, rows, tmp_path)
+    rows[1]["grad_norm/conv2d"] = 0.5  # a probe's column: a layer's gradient norm
+    prepared = write_tiny_prepared(tmp_path / "data")
+    meta = json.loads((prepared / "meta.json").read_text())
+    _track(params, cell, rows, tmp_path, prepared, meta)
     (run,) = _cells(store, params.study.name)
-    history = store.get_metric_history(run.info.run_id, "val_accuracy")
+    # the run's name leads with what differs between the study's cells (quick: activation, bn, seed; here the rate too; its dropout has one value)
+    assert run.info.run_name == "relu·post·s0·lr0.002 · cifar10"
+    # metrics in sections, the curves' first (MLflow's UI groups charts by the prefix before '/')
+    sections = {key.split("/", 1)[0] for key in run.data.metrics}
+    assert sections == {"curves", "gradients", "progress", "summary"}, run.data.metrics
+    assert run.data.metrics["gradients/conv2d"] == 0.5
+    # the training and validation splits, as MLflow datasets with the prepared data's digest in theirs
+    inputs = {i.tags[0].value: i.dataset for i in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["training", "validation"]
+    assert inputs["training"].name == "fashion_mnist/train" and inputs["validation"].name == "fashion_mnist/val"
+    assert inputs["training"].digest == split_digest(meta["data_digest"], "train") != inputs["validation"].digest
+    assert json.loads(inputs["training"].profile)["features_shape"] == [300, 28, 28, 1]
+    assert json.loads(inputs["validation"].profile)["targets_shape"] == [100]
+    history = store.get_metric_history(run.info.run_id, "curves/val_accuracy")
     assert [(m.step, m.value) for m in history] == [(0, 0.1), (4, 0.35), (10, 0.45)]  # NaN left out
-    assert [m.step for m in store.get_metric_history(run.info.run_id, "train_loss")] == [4, 7, 10]
-    assert [m.value for m in store.get_metric_history(run.info.run_id, "epoch")] == [0, 0.4, 0.7, 1.0]
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "curves/train_loss")] == [4, 7, 10]
+    assert [m.value for m in store.get_metric_history(run.info.run_id, "progress/epoch")] == [0, 0.4, 0.7, 1.0]
     # time to each of the study's targets (quick: 0.3 and 0.4 on cifar10), logged at the last step; interpolated:
     # 0.1 -> 0.35 over steps 0-4 crosses 0.3 at 3.2; 0.35 -> 0.45 over 4-10 (the NaN pass skipped) crosses 0.4 at 7 (3.5 s)
-    assert run.data.metrics["steps_to_acc30"] == pytest.approx(3.2)
-    assert run.data.metrics["seconds_to_acc40"] == pytest.approx(3.5)
+    assert run.data.metrics["summary/steps_to_acc30"] == pytest.approx(3.2)
+    assert run.data.metrics["summary/seconds_to_acc40"] == pytest.approx(3.5)
     # each step's training loss at its own step, the NaN one left out
     per_step = store.get_metric_history(run.info.run_id, tracking.STEP_LOSS_METRIC)
     assert sorted((m.step, round(m.value, 6)) for m in per_step) == [
         (s + 1, round(2.5 - 0.1 * s, 6)) for s in range(10) if s != 5
     ]
-    assert "steps_to_acc50" not in run.data.metrics and run.data.metrics["test_accuracy"] == 0.5
-    assert [m.step for m in store.get_metric_history(run.info.run_id, "test_accuracy")] == [10]
+    assert "summary/steps_to_acc50" not in run.data.metrics and run.data.metrics["summary/test_accuracy"] == 0.5
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "summary/test_accuracy")] == [10]
     assert run.data.tags["bnbench.dvc_stage"] == "train@test" and run.data.params["bn"] == "post"
+    assert run.data.tags["bnbench.dvc_exp"] == "rapt-gyps"  # the experiment `dvc exp run` named
     # every axis is a param and a tag; every effective setting is a param under its dotted key
     assert all(run.data.tags[axis] == run.data.params[axis] == str(cell[axis]) for axis in params.matrix)
     assert run.data.params["train.optimizer.learning_rate"] == "0.002" and run.data.params["train.epochs"] == "2"
@@ -116,7 +141,7 @@ def test_cells_of_a_study_share_one_parent_and_other_settings_start_another(stor
     assert parent_of[("0", "2")] == parent_of[("1", "2")] == parent_of[("2", "2")] != parent_of[("0", "3")]
     for parent in set(parent_of.values()):
         run = store.get_run(parent)
-        assert run.data.tags["bnbench.role"] == "study" and run.info.status == "FINISHED"
+        assert run.data.tags["bnbench.role"] == "study" and run.info.status == "RUNNING"  # until its report
     keys = {store.get_run(p).data.tags["bnbench.study_key"] for p in parent_of.values()}
     assert keys == {tracking.study_key(params), tracking.study_key(longer)}
 
@@ -145,3 +170,83 @@ def test_a_cell_that_finds_several_parents_joins_the_one_settling_keeps(store, t
     assert store.get_run(run.run_id).data.tags[PARENT_TAG] == joined
     settle(store, experiment_id, key)  # a later settling keeps it too
     assert [r.info.run_id for r in store.search_runs([experiment_id], "tags.`bnbench.role` = 'study'")] == [joined]
+
+
+def test_the_report_ends_the_study_run_with_its_page_and_numbers(store, tmp_path, capsys):
+    params = load_params(*QUICK)
+    axes = {"dataset": "cifar10", "activation": "relu", "bn": "off"}
+    for seed in (0, 1):
+        _track(params, _cell(params, **axes, seed=seed), [_row(0, 0.1)], tmp_path)
+    (first, second) = sorted(_cells(store, params.study.name), key=lambda r: r.info.start_time)
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "index.html").write_text("<html>the page</html>")
+    (out / "findings.json").write_text('{"study": "bnbench-quick"}')
+    (out / "metrics.json").write_text(
+        json.dumps({"cifar10": {"bn_post": {"test_accuracy": 0.5, "seeds": 2, "verdict": "faster"}}})
+    )
+    run_id = attach_report(read_tracking_settings(tmp_path), params, out)
+    assert run_id == first.data.tags[PARENT_TAG] == second.data.tags[PARENT_TAG]
+    study = store.get_run(run_id)
+    # the study's real span: from before its first cell started to the report's end
+    assert study.info.status == "FINISHED"
+    assert study.info.start_time <= first.info.start_time and study.info.end_time >= second.info.end_time
+    assert {a.path for a in store.list_artifacts(run_id, "report")} == {
+        "report/index.html",
+        "report/findings.json",
+        "report/metrics.json",
+    }
+    assert study.data.metrics == {"findings/cifar10/bn_post/test_accuracy": 0.5, "findings/cifar10/bn_post/seeds": 2}
+    assert study.data.tags["bnbench.dvc_stage"] == "train@test" and study.data.tags["bnbench.dvc_exp"] == "rapt-gyps"
+    # another cell of the study (one more seed) opens it again, until the next report
+    _track(params, _cell(params, **axes, seed=0), [_row(0, 0.1)], tmp_path)
+    assert store.get_run(run_id).info.status == "RUNNING"
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_report_whose_server_is_gone_is_kept_with_one_warning(tmp_path, capsys):
+    params = load_params(*QUICK)
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    gone = read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    assert attach_report(gone, params, out) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("bnbench: warning: the report is written, but not attached")
+    assert "run the report stage again" in err and (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("log_model", [False, True])
+def test_the_trained_model_is_logged_when_the_params_say_so(tmp_path, log_model):
+    """The train stage's command, as DVC runs it: `train.log_model` decides whether the run keeps model.keras."""
+    prepared = write_tiny_prepared(tmp_path / "data", train=200, test=50)
+    overlay = {
+        "study": {"name": "log-model-test"},
+        "matrix": {"dataset": ["fashion_mnist"], "activation": ["relu"], "bn": ["post"], "dropout": [0.0], "seed": [0]},
+        "train": {"architecture": "mlp", "epochs": 1, "evals_per_epoch": 1, "gradient_probe": 0, "bn_probe": 0},
+    }  # fmt: skip
+    if log_model:
+        overlay["train"]["log_model"] = True
+    YAML().dump(overlay, tmp_path / "overlay.yaml")
+    cell, out, uri = "fashion_mnist-relu-post-0.0-0", tmp_path / "out", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = [a for f in (REPO / "params.yaml", tmp_path / "overlay.yaml") for a in ("--params", str(f))]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))},
+        "DVC_ROOT": str(tmp_path),
+        "MLFLOW_TRACKING_URI": uri,
+    }
+    command = [sys.executable, "-m", "pipeline.train", *params, "--cell", cell, "--data", str(prepared), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = _cells(client, "log-model-test")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert run.data.params["train.log_model"] == str(log_model)
+    assert ("model.keras" in artifacts) == log_model and "metrics.json" in artifacts
+    assert "model.keras" not in {p.name for p in out.iterdir()}  # the stage's outputs never hold it
+    if log_model:  # the model itself: Keras loads it back, with the parameters the cell counted
+        import keras
+
+        path = client.download_artifacts(run.info.run_id, "model.keras", str(tmp_path / "downloaded"))
+        model = keras.saving.load_model(path, compile=False)  # its training metric is the cell's own class
+        assert model.count_params() == json.loads((out / "metrics.json").read_text())["parameters"]

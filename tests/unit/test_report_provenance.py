@@ -78,10 +78,34 @@ def test_page_shows_the_lock_digest_and_results_are_one_row_per_run(tmp_path):
     assert '<details id="runs">' in html and "cifar10-relu-post-0.0-1" in html
 
 
-def test_without_a_tracking_server_there_are_no_links(tmp_path, monkeypatch):
-    params, _ = _study(tmp_path)
+def test_with_the_local_sqlite_store_each_run_links_to_the_ui_it_opens_in(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking.runs import study_key
+
+    params, cells = _study(tmp_path)
     local = read_tracking_settings(tmp_path, {})
-    assert run_links(params, ["cifar10-relu-off-0.0-0"], local) == RunLinks()
+    assert run_links(params, ["cifar10-relu-off-0.0-0"], local).note.startswith("The store sqlite:///")
+    assert not (tmp_path / "mlflow.db").exists()  # looking for links creates no store
+    client = MlflowClient(local.uri)
+    experiment = client.create_experiment(params.study.name, artifact_location=local.artifact_location)
+    tags = {"bnbench.role": "cell", "bnbench.study_key": study_key(params), "bnbench.cell": "cifar10-relu-off-0.0-0"}
+    run = client.create_run(experiment, tags=tags).info.run_id
+    client.set_terminated(run)
+    links = run_links(params, ["cifar10-relu-off-0.0-0", "cifar10-relu-off-0.0-1"], local)
+    # the page `uv run mlflow ui --backend-store-uri sqlite:///mlflow.db` serves, and that command beside
+    assert links.by_cell == {"cifar10-relu-off-0.0-0": f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}"}
+    assert "`uv run mlflow ui --backend-store-uri sqlite:///mlflow.db` serves" in links.note
+    html, _, _, _report_answers = build_report(params, cells, links=links)
+    assert f'href="http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}"' in html
+    assert "uv run mlflow ui --backend-store-uri sqlite:///mlflow.db" in html
+    # a UI elsewhere (another port, a proxy): the setting says where
+    elsewhere = read_tracking_settings(tmp_path, {"BNBENCH_MLFLOW_UI_URL": "http://127.0.0.1:8080/"})
+    assert (
+        run_links(params, ["cifar10-relu-off-0.0-0"], elsewhere)
+        .by_cell["cifar10-relu-off-0.0-0"]
+        .startswith(f"http://127.0.0.1:8080/#/experiments/{experiment}/runs/")
+    )
 
 
 def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypatch):
