@@ -31,12 +31,9 @@ def check_questions(root: Path, study: Path) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a dvc.yaml is out of date")
-    args = parser.parse_args(argv)
-    root = repo_root()
-    stale, changes = [], {}  # dvc.yaml -> its new text, or None to remove it
+def plan_pipelines(root: Path) -> tuple[list[str], dict[Path, str | None]]:
+    """Every study rendered, and so validated: the out-of-date dvc.yaml files, and each one's new text (None: remove)."""
+    stale, changes = [], {}
     for study in study_dirs(root):
         check_questions(root, study)
         path = study / "dvc.yaml"
@@ -50,18 +47,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         stale.append(path.relative_to(root).as_posix())
         changes[path] = text
+    return stale, changes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a dvc.yaml is out of date")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    root = repo_root()
     # Every study is rendered, and so validated, before any file changes: a bad one stops the run
     # with every dvc.yaml as it was, not half of them rewritten.
+    stale, changes = plan_pipelines(root)
+    if args.check and stale:
+        raise UserError(f"out of date: {', '.join(stale)}; run `{GENERATOR}`")
     if not args.check:
         for path, text in changes.items():
             if text is None:
                 path.unlink()
             else:
                 path.write_text(text, encoding="utf-8")
-    if args.check and stale:
-        raise UserError(f"out of date: {', '.join(stale)}; run `{GENERATOR}`")
     print(f"dvcfile: {len(study_dirs(root))} studies, {'rewrote ' + ', '.join(stale) if stale else 'all current'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

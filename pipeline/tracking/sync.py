@@ -26,10 +26,8 @@ from pipeline.tracking.settings import read_tracking_settings
 from pipeline.tracking.spool import RunSpool, spooled_runs
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="deliver to this address instead of the one each run was logged to")
-    return parser.parse_args(argv)
 
 
 def sync_run(spool: RunSpool, uri: str) -> str:
@@ -42,8 +40,7 @@ def sync_run(spool: RunSpool, uri: str) -> str:
     return f"{sent} entries delivered, ended {status}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
     folder = read_tracking_settings(repo_root()).spool_dir
     runs = list(spooled_runs(folder))
     if not runs:
@@ -71,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Run this again once the server takes them."
         )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
