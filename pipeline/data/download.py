@@ -134,7 +134,7 @@ def fetch_dataset(
     base = _base_location(dataset, mirror)
     if not _is_url(base) and not Path(base).is_dir():
         raise DownloadError(
-            f"{MIRROR_ENV}: {base} is not a directory; a mirror is an http(s) URL or a local "
+            f"{MIRROR_ENV}: {base} is not a directory; a mirror is an http(s) URL, a file:// URL or a local "
             f"directory holding <dataset>/<original file name>"
         )
     cache = pooch.create(
