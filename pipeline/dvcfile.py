@@ -31,6 +31,23 @@ def check_questions(root: Path, study: Path) -> None:
         )
 
 
+def study_names(root: Path) -> dict[str, str]:
+    """Each study's folder and its MLflow experiment; two studies of one name are refused."""
+    names: dict[str, str] = {}
+    for study in study_dirs(root):
+        name = load_params(*(study / f for f in params_files(root, study))).study.name
+        twin = next((folder for folder, other in names.items() if other == name), None)
+        folder = study.relative_to(root).as_posix()
+        if twin is not None:
+            # One experiment for two studies: their cells would mix under one parent run in MLflow.
+            raise UserError(
+                f"{folder}/params.yaml: study.name {name} is {twin}'s too; give each study its own name "
+                "(or leave it out: a study is then named bnbench-<its folder>)"
+            )
+        names[folder] = name
+    return names
+
+
 def plan_pipelines(root: Path) -> tuple[list[str], dict[Path, str | None]]:
     """Every study rendered, and so validated: the out-of-date dvc.yaml files, and each one's new text (None: remove)."""
     stale, changes = [], {}
@@ -47,6 +64,7 @@ def plan_pipelines(root: Path) -> tuple[list[str], dict[Path, str | None]]:
             continue
         stale.append(path.relative_to(root).as_posix())
         changes[path] = text
+    study_names(root)
     return stale, changes
 
 

@@ -6,7 +6,8 @@ line changes nothing until it is edited. Until then the study trains the main st
 own name and into its own folder. The overlay is validated, laid over the root params.yaml, before
 anything is written; an existing study or a bad name is refused.
 
-Writes: studies/<name>/params.yaml, studies/<name>/dvc.yaml.
+Writes: studies/<name>/params.yaml, studies/<name>/dvc.yaml, and the root dvc.yaml (whose first stage,
+        preflight, checks every study's params).
 Run:    uv run bnbench new-study NAME      (or python -m pipeline.new_study NAME)
 """
 
@@ -19,10 +20,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.dvcfile import check_questions
+from pipeline.dvcfile import plan_pipelines
 from pipeline.errors import UserError, run_cli
 from pipeline.repo import repo_root
-from pipeline.study.generate import STUDIES, render
+from pipeline.study.generate import STUDIES
 from pipeline.study.params import STUDY_NAME_PREFIX, load_params
 from pipeline.study.schema import Params
 
@@ -83,8 +84,8 @@ def overlay_text(name: str, base: Params) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_study(root: Path, name: str) -> tuple[Path, int]:
-    """Write the study's overlay and its dvc.yaml; returns its folder and its number of training cells."""
+def create_study(root: Path, name: str) -> tuple[Path, int, list[str]]:
+    """Write the study's overlay and the pipelines; returns its folder, its training cells and the files written."""
     if not NAME.fullmatch(name):
         raise UserError(
             f"{name!r} is not a study name: use lower-case letters, digits and _, starting with a letter or "
@@ -98,14 +99,20 @@ def create_study(root: Path, name: str) -> tuple[Path, int]:
     try:
         (study / "params.yaml").write_text(text, encoding="utf-8")
         params = load_params(root / "params.yaml", study / "params.yaml")
-        check_questions(root, study)
-        (study / "dvc.yaml").write_text(render(root, study), encoding="utf-8")
+        # Every study rendered, as `bnbench generate` does: its own dvc.yaml is new, and the root one's first
+        # stage (preflight) lists every study's params.
+        _, changes = plan_pipelines(root)
     except BaseException:  # a half-made study would be refused as existing when tried again
-        for path in study.iterdir():
-            path.unlink()
+        (study / "params.yaml").unlink(missing_ok=True)
         study.rmdir()
         raise
-    return study, math.prod(len(values) for values in params.matrix.values())
+    for path, new_text in changes.items():
+        if new_text is None:
+            path.unlink()
+        else:
+            path.write_text(new_text, encoding="utf-8")
+    written = [(study / "params.yaml").relative_to(root).as_posix(), *(p.relative_to(root).as_posix() for p in changes)]
+    return study, math.prod(len(values) for values in params.matrix.values()), written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,10 +121,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     root = repo_root()
-    study, cells = create_study(root, args.name)
+    study, cells, written = create_study(root, args.name)
     where = study.relative_to(root).as_posix()
-    print(f"new-study: wrote {where}/params.yaml and {where}/dvc.yaml ({cells} training cells, the main study's")
-    print(f"matrix until you edit it). Edit {where}/params.yaml, run `uv run bnbench generate`, then run it:")
+    print(f"new-study: wrote {', '.join(written)}")
+    print(f"{where}: {cells} training cells, the main study's matrix until you change it. Edit {where}/params.yaml,")
+    print("run `uv run bnbench generate`, then run the study:")
     print(f"  uv run dvc repro {where}/dvc.yaml")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -178,3 +179,63 @@ def test_an_unnamed_overlay_in_a_folder_that_cannot_name_it(tmp_path):
     done = subprocess.run([str(BNBENCH), "check", str(overlay)], cwd=tmp_path, env=_env(), capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     _one_line(done, "study.name is not set", "'my study'", "set study.name in this file, or rename the folder")
+
+
+# --- a study's params, checked before anything runs ----------------------------------------------
+
+
+def _repro_quick(tmp_path: Path, edit) -> tuple[Path, subprocess.CompletedProcess]:
+    """`dvc repro` of the quick study in a fresh copy whose overlay `edit` changed, as a user would, unregenerated."""
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    overlay = repo / "studies" / "quick" / "params.yaml"
+    overlay.write_text(edit(overlay.read_text()))
+    env = _env(
+        PYTHONPATH=str(repo),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        BNBENCH_DATA_MIRROR=str(tmp_path / "no-mirror"),  # were fetch to run, it would fail on this instead
+        BNBENCH_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "studies/quick/dvc.yaml"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return repo, done
+
+
+def _stopped_at_preflight(repo: Path, tmp_path: Path, done: subprocess.CompletedProcess) -> str:
+    assert done.returncode != 0, done.stdout + done.stderr
+    ran = re.findall(r"Running stage '([^']+)'", done.stdout)
+    assert ran == ["preflight"], done.stdout  # the first stage, and the only one
+    ours = [line for line in done.stderr.splitlines() if line.startswith("bnbench: ")]
+    assert len(ours) == 1, done.stderr
+    assert not (repo / "data").exists() and not (tmp_path / "cache").exists()  # nothing downloaded
+    assert not (repo / "results" / "preflight.json").exists()
+    return ours[0]
+
+
+@fault("study", "a typo in a study's overlay (train.epocs), then dvc repro of that study",
+       "the first stage stops it with one line naming the file and key; nothing downloaded, no other stage run")  # fmt: skip
+def test_a_typo_in_an_overlay_stops_dvc_repro_before_any_download(tmp_path):
+    repo, done = _repro_quick(tmp_path, lambda text: text.replace("  epochs: 2\n", "  epochs: 2\n  epocs: 3\n"))
+    line = _stopped_at_preflight(repo, tmp_path, done)
+    assert "studies/quick/params.yaml" in line and "train.epocs: unknown key" in line, line
+
+
+@fault("study", "an overlay's matrix changed and its dvc.yaml not regenerated, then dvc repro",
+       "the first stage stops it with one line naming the dvc.yaml and the command; no stage deletes its outputs")  # fmt: skip
+def test_an_out_of_date_pipeline_stops_dvc_repro_before_any_stage_runs(tmp_path):
+    repo, done = _repro_quick(tmp_path, lambda text: text.replace("  seed: [0, 1]\n", "  seed: [0, 1, 2]\n"))
+    line = _stopped_at_preflight(repo, tmp_path, done)
+    assert "out of date with the params: studies/quick/dvc.yaml" in line and "pipeline.dvcfile" in line, line
+
+
+@fault("study", "two studies under one study.name (an overlay copied from another)",
+       "refused with one line naming both; no dvc.yaml written")  # fmt: skip
+def test_two_studies_of_one_name_are_refused(tmp_path):
+    repo = tmp_path / "repo"
+    copy_repo(repo)
+    copied = repo / "studies" / "copied" / "params.yaml"
+    copied.parent.mkdir()
+    shutil.copy(repo / "studies" / "quick" / "params.yaml", copied)  # still says name: bnbench-quick
+    before = (repo / "dvc.yaml").read_bytes()
+    _one_line(_bnbench(repo, "generate"), "study.name bnbench-quick is studies/copied's too", "its own name")
+    assert (repo / "dvc.yaml").read_bytes() == before and not (copied.parent / "dvc.yaml").exists()
