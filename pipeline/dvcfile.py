@@ -3,8 +3,8 @@
 Every study is rendered, and so validated (its params, and the report questions it names), before
 any file changes: a bad study stops the command with every dvc.yaml as it was.
 
-Run:    python -m pipeline.dvcfile            (rewrite every study's dvc.yaml)
-        python -m pipeline.dvcfile --check    (exit 1 if one is out of date)
+Run:    uv run bnbench generate            (rewrite every study's dvc.yaml; or python -m pipeline.dvcfile)
+        uv run bnbench generate --check    (exit 1 if one is out of date)
 """
 
 from __future__ import annotations

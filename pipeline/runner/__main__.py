@@ -1,10 +1,10 @@
 """Train a study's out-of-date cells in k slots of warm workers; DVC ends as after a sequential `dvc repro`.
 
-Run:    uv run python -m pipeline.runner studies/quick/dvc.yaml --slots 2
-        uv run python -m pipeline.runner --slots 2            (the root dvc.yaml: the main study and the
+Run:    uv run bnbench run studies/quick/dvc.yaml --slots 2   (or python -m pipeline.runner ...)
+        uv run bnbench run --slots 2                          (the root dvc.yaml: the main study and the
                                                                studies that run with it)
-        uv run python -m pipeline.runner --all --slots 2      (every dvc.yaml of the repository)
-        MLFLOW_TRACKING_URI=http://<server>:5000 uv run python -m pipeline.runner studies/quick/dvc.yaml --ray auto
+        uv run bnbench run --all --slots 2                    (every dvc.yaml of the repository)
+        MLFLOW_TRACKING_URI=http://<server>:5000 uv run bnbench run studies/quick/dvc.yaml --ray auto
                                                               (the cells as tasks on a Ray cluster: pipeline/runner/ray_cluster.py)
 
 What it does, in order:

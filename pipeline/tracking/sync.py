@@ -5,8 +5,8 @@ Reads:  <repo>/.bnbench/tracking-spool/<run id>/ (pipeline/tracking/spool.py): w
 Writes: each run's params, metrics, tags, artifacts and final status to MLflow (nothing twice);
         a run's folder goes once all of it is delivered. A run whose cell was killed before it
         ended is ended KILLED. Runs of cells still running are left to them.
-Run:    uv run python -m pipeline.tracking.sync
-        uv run python -m pipeline.tracking.sync --tracking-uri http://127.0.0.1:5000
+Run:    uv run bnbench sync                    (or python -m pipeline.tracking.sync)
+        uv run bnbench sync --tracking-uri http://127.0.0.1:5000
         (the same server under another address: runs logged from compose's pipeline name it
         http://mlflow:5000, which the host does not resolve)
 """
