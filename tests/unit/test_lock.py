@@ -24,7 +24,9 @@ def test_a_lock_out_of_step_with_pyproject_is_caught(tmp_path):
     for name in ("pyproject.toml", "uv.lock", "README.md"):
         shutil.copy(REPO / name, tmp_path / name)
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('  "tenacity>=9.1",\n', '  "tenacity>=9.1",\n  "requests>=2.30",\n'))
+    pyproject.write_text(
+        pyproject.read_text().replace('  "tenacity>=9.1",\n', '  "tenacity>=9.1",\n  "requests>=2.30",\n')
+    )
     done = subprocess.run([_uv(), "lock", "--check", "--offline"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode != 0
 
