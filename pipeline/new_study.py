@@ -14,7 +14,6 @@ Run:    uv run bnbench new-study NAME      (or python -m pipeline.new_study NAME
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from pipeline.dvcfile import plan_pipelines
 from pipeline.errors import UserError, run_cli
 from pipeline.repo import repo_root
+from pipeline.study.cells import expand_matrix, expand_sweep
 from pipeline.study.generate import STUDIES
 from pipeline.study.params import STUDY_NAME_PREFIX, load_params
 from pipeline.study.schema import Params
@@ -84,8 +84,17 @@ def overlay_text(name: str, base: Params) -> str:
     return "\n".join(lines) + "\n"
 
 
-def create_study(root: Path, name: str) -> tuple[Path, int, list[str]]:
-    """Write the study's overlay and the pipelines; returns its folder, its training cells and the files written."""
+def describe_cells(params: Params) -> str:
+    """How many cells the study trains, in words: fixed-rate, and with a sweep its sweep and tuned cells."""
+    fixed = len(expand_matrix(params))
+    if params.sweep is None:
+        return f"{fixed} cells to train"
+    sweep = len(expand_sweep(params))
+    return f"{2 * fixed + sweep} cells to train ({fixed} at the fixed rate, {sweep} in the sweep, {fixed} tuned)"
+
+
+def create_study(root: Path, name: str) -> tuple[Path, str, list[str]]:
+    """Write the study's overlay and the pipelines; returns its folder, its cells in words and the files written."""
     if not NAME.fullmatch(name):
         raise UserError(
             f"{name!r} is not a study name: use lower-case letters, digits and _, starting with a letter or "
@@ -112,7 +121,7 @@ def create_study(root: Path, name: str) -> tuple[Path, int, list[str]]:
         else:
             path.write_text(new_text, encoding="utf-8")
     written = [(study / "params.yaml").relative_to(root).as_posix(), *(p.relative_to(root).as_posix() for p in changes)]
-    return study, math.prod(len(values) for values in params.matrix.values()), written
+    return study, describe_cells(params), written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,8 +133,8 @@ def run_command(args: argparse.Namespace) -> int:
     study, cells, written = create_study(root, args.name)
     where = study.relative_to(root).as_posix()
     print(f"new-study: wrote {', '.join(written)}")
-    print(f"{where}: {cells} training cells, the main study's matrix until you change it. Edit {where}/params.yaml,")
-    print("run `uv run bnbench generate`, then run the study:")
+    print(f"{where}: {cells}: the main study's design until you change it.")
+    print(f"Edit {where}/params.yaml, run `uv run bnbench generate`, then run the study:")
     print(f"  uv run dvc repro {where}/dvc.yaml")
     return 0
 
