@@ -21,9 +21,15 @@ from pipeline.study.generate import GENERATOR, has_own_pipeline, params_files, r
 from pipeline.study.params import load_params
 
 
+def _shown(path: Path) -> Path:
+    """A path as a user types it from here (params.yaml, studies/quick/params.yaml), for the messages."""
+    resolved = path.resolve()
+    return resolved.relative_to(Path.cwd().resolve()) if resolved.is_relative_to(Path.cwd().resolve()) else resolved
+
+
 def check_questions(root: Path, study: Path) -> None:
     """The report questions a study names exist (here, not in the schema: see pipeline/report/questions.py)."""
-    params = load_params(*(study / f for f in params_files(root, study)))
+    params = load_params(*(_shown(study / f) for f in params_files(root, study)))
     unknown = unknown_questions(params.report.questions)
     if unknown:
         raise UserError(
@@ -50,9 +56,11 @@ def study_names(root: Path) -> dict[str, str]:
 
 def plan_pipelines(root: Path) -> tuple[list[str], dict[Path, str | None]]:
     """Every study rendered, and so validated: the out-of-date dvc.yaml files, and each one's new text (None: remove)."""
+    for study in study_dirs(root):  # each study's params first, so the first error names that study's files
+        check_questions(root, study)
+    study_names(root)
     stale, changes = [], {}
     for study in study_dirs(root):
-        check_questions(root, study)
         path = study / "dvc.yaml"
         if not has_own_pipeline(root, study):  # its stages are in the root dvc.yaml: two copies would clash
             if path.is_file():
@@ -64,7 +72,6 @@ def plan_pipelines(root: Path) -> tuple[list[str], dict[Path, str | None]]:
             continue
         stale.append(path.relative_to(root).as_posix())
         changes[path] = text
-    study_names(root)
     return stale, changes
 
 
