@@ -5,8 +5,13 @@ Keras is imported where it is used: the runner reads SHARED_ENV's name before an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from pipeline.errors import UserError
 
@@ -14,6 +19,44 @@ DEVICE_ENV = "BNBENCH_DEVICE"  # auto (default: whatever is there) or gpu (fail 
 # Set by the runner (pipeline/runner/): "true" where its slots let other cells train on the same device at
 # the same time (k slots on one GPU, or on the CPU), "false" where each cell has its device to itself.
 SHARED_ENV = "BNBENCH_DEVICE_SHARED"
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # there where the NVIDIA kernel driver is loaded
+CUINIT_FAILED = b"failed call to cuInit"  # TensorFlow's CUDA probe, where no driver answers it
+
+
+@contextlib.contextmanager
+def _stderr_without(needle: bytes) -> Iterator[None]:
+    """Hold what this process writes to stderr (file descriptor 2, as C++ code writes) while the block runs,
+    then write it back, less the lines holding `needle`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            os.write(2, b"".join(line for line in held.read().splitlines(keepends=True) if needle not in line))
+
+
+def tensorflow_gpus() -> list:
+    """TensorFlow's physical GPUs; on a machine without an NVIDIA driver, asked without the cuInit error line.
+
+    TensorFlow's Linux wheel carries CUDA, so its first device query calls cuInit, which fails where no
+    NVIDIA driver is loaded and logs "failed call to cuInit: INTERNAL: CUDA error" at ERROR level on every
+    CPU cell: an error that is none. TF_CPP_MIN_LOG_LEVEL cannot quiet the probe alone (TensorFlow reads it
+    once, at import, and it would hide every later error too), and CUDA_VISIBLE_DEVICES does not stop the
+    call. So only this probe's output is held, and only that line dropped, and only without a driver:
+    where one is loaded, a failed cuInit is a real fault and shows.
+    """
+    import tensorflow as tf
+
+    if NVIDIA_DRIVER.exists():
+        return tf.config.list_physical_devices("GPU")
+    with _stderr_without(CUINIT_FAILED):
+        return tf.config.list_physical_devices("GPU")
 
 
 def visible_gpus() -> list[str]:
@@ -21,9 +64,7 @@ def visible_gpus() -> list[str]:
 
     backend = keras.config.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [gpu.name for gpu in tf.config.list_physical_devices("GPU")]
+        return [gpu.name for gpu in tensorflow_gpus()]
     if backend == "jax":
         import jax
 

@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +88,27 @@ def expected_md5(dataset: str, overrides: dict[str, dict[str, str]]) -> dict[str
     return {**DATASETS[dataset].md5, **{k: v.lower() for k, v in overrides.get(dataset, {}).items()}}
 
 
+def _mirror_location(mirror: str) -> str:
+    """The mirror as the download reads it: an http(s) URL as given, a file:// URL as the directory it names."""
+    parsed = urllib.parse.urlsplit(mirror)
+    if parsed.scheme in ("", "http", "https"):  # a URL, or a path
+        return mirror
+    if parsed.scheme != "file":
+        raise DownloadError(
+            f"{MIRROR_ENV}={mirror}: a mirror is an http(s) URL, a file:// URL or a local directory, not {parsed.scheme}://"
+        )
+    if parsed.netloc not in ("", "localhost"):
+        raise DownloadError(
+            f"{MIRROR_ENV}={mirror}: a file:// URL names a directory on this machine (file:///path); "
+            f"mount {parsed.netloc}'s share and give its path"
+        )
+    return urllib.request.url2pathname(parsed.path)
+
+
 def _base_location(dataset: str, mirror: str | None) -> str:
     if not mirror:
         return DATASETS[dataset].base_url
-    return mirror.rstrip("/") + f"/{dataset}/"
+    return _mirror_location(mirror).rstrip("/") + f"/{dataset}/"
 
 
 def _is_url(location: str) -> bool:
@@ -115,7 +134,7 @@ def fetch_dataset(
     base = _base_location(dataset, mirror)
     if not _is_url(base) and not Path(base).is_dir():
         raise DownloadError(
-            f"{MIRROR_ENV}: {base} is not a directory; a mirror is an http(s) URL or a local "
+            f"{MIRROR_ENV}: {base} is not a directory; a mirror is an http(s) URL, a file:// URL or a local "
             f"directory holding <dataset>/<original file name>"
         )
     cache = pooch.create(

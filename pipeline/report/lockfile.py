@@ -7,11 +7,13 @@ would make the page depend on its own previous output; the digest therefore cove
 every stage's entry except the report's, in a canonical form (JSON, sorted keys).
 
 Reads:  a dvc.lock file.
-Run:    python -m pipeline.report.lockfile studies/quick/dvc.lock   (prints the digest the page shows)
+Run:    uv run bnbench lock-digest studies/quick/dvc.lock   (prints the digest the page shows; or
+        python -m pipeline.report.lockfile studies/quick/dvc.lock)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -45,10 +47,19 @@ def lock_digest(path: Path | None) -> LockDigest:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    print(lock_digest(Path(args[0] if args else "dvc.lock")).sha256 or "no dvc.lock")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("lock", nargs="?", default="dvc.lock", help="a dvc.lock file (default: dvc.lock)")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    print(lock_digest(Path(args.lock)).sha256 or "no dvc.lock")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Train a study's out-of-date cells in k slots of warm workers; DVC ends as after a sequential `dvc repro`.
 
-Run:    uv run python -m pipeline.runner studies/quick/dvc.yaml --slots 2
-        uv run python -m pipeline.runner --slots 2            (the root dvc.yaml: the main study and the
+Run:    uv run bnbench run studies/quick/dvc.yaml --slots 2   (or python -m pipeline.runner ...)
+        uv run bnbench run --slots 2                          (the root dvc.yaml: the main study and the
                                                                studies that run with it)
-        uv run python -m pipeline.runner --all --slots 2      (every dvc.yaml of the repository)
-        MLFLOW_TRACKING_URI=http://<server>:5000 uv run python -m pipeline.runner studies/quick/dvc.yaml --ray auto
+        uv run bnbench run --all --slots 2                    (every dvc.yaml of the repository)
+        MLFLOW_TRACKING_URI=http://<server>:5000 uv run bnbench run studies/quick/dvc.yaml --ray auto
                                                               (the cells as tasks on a Ray cluster: pipeline/runner/ray_cluster.py)
 
 What it does, in order:
@@ -153,8 +153,7 @@ def run(
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "dvcfiles", nargs="*", help="dvc.yaml files, relative to the repository root (default: dvc.yaml)"
     )
@@ -180,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "extra and MLFLOW_TRACKING_URI=http(s)://<a server every node reaches>. Then --threads is the CPUs (and "
         "threads) of a cell (default 1) and --slots the cells sharing a GPU (num_gpus=1/slots)",
     )
-    args = parser.parse_args(argv)
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.slots < 1 or (args.threads is not None and args.threads < 1):
         raise UserError(f"--slots {args.slots} --threads {args.threads}: use 1 or more")
     if args.all and args.dvcfiles:
@@ -201,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(root, dvcfiles, args.slots, config, tracking, ray_address=args.ray)
     config = slot_config(args.slots, args.devices, args.gpu_memory_mb, args.threads)
     return run(root, dvcfiles, args.slots, config, tracking)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.cell.device import SHARED_ENV
+from pipeline.cell.device import SHARED_ENV, tensorflow_gpus
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def limit_framework(config: SlotConfig) -> None:
 
         tf.config.threading.set_intra_op_parallelism_threads(config.threads)
         tf.config.threading.set_inter_op_parallelism_threads(config.threads)
-        for gpu in tf.config.list_physical_devices("GPU"):
+        for gpu in tensorflow_gpus():  # without the cuInit error line on a machine without a GPU
             if config.gpu_memory_mb:
                 limit = tf.config.LogicalDeviceConfiguration(memory_limit=config.gpu_memory_mb)
                 tf.config.set_logical_device_configuration(gpu, [limit])

@@ -49,6 +49,7 @@ CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configurati
 SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose and by the report
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/train_code.py)
+PREFLIGHT = "results/preflight.json"  # every study checked before anything downloads (pipeline/preflight.py)
 
 
 def study_dirs(root: Path) -> list[Path]:
@@ -91,6 +92,20 @@ def _params_deps(sections_in: dict[str, list[str]], wanted: list[str] | None) ->
     return entries
 
 
+def preflight_stage(root: Path) -> dict:
+    """The main pipeline's first stage, upstream of fetch and so of every study's stages: every params file
+    checked, and every dvc.yaml compared with what they generate, before anything downloads or is deleted.
+
+    DVC refuses a dvc.yaml as a dependency: a hand edit of one is caught by the report stage instead.
+    """
+    files = [(study / "params.yaml").relative_to(root).as_posix() for study in study_dirs(root)]
+    return {
+        "cmd": f"python -m pipeline.preflight --out {PREFLIGHT}",
+        "deps": [*code_deps(root, "pipeline.preflight"), *files],
+        "outs": [PREFLIGHT],
+    }
+
+
 def pipeline_definition(root: Path, study: Path) -> dict:
     files = params_files(root, study)
     params = load_params(*(study / f for f in files))
@@ -107,11 +122,12 @@ def pipeline_definition(root: Path, study: Path) -> dict:
 
     stages: dict = {}
     if not up:
+        stages["preflight"] = preflight_stage(root)
         stages["fetch"] = {
             "foreach": sorted(DATASETS),
             "do": {
                 "cmd": "python -m pipeline.fetch --dataset ${item} --out data/raw/${item}",
-                "deps": code("pipeline.fetch"),
+                "deps": [*code("pipeline.fetch"), PREFLIGHT],
                 "outs": ["data/raw/${item}"],
             },
         }
@@ -130,7 +146,8 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     # module: see pipeline/train_code.py (it keeps dvc.lock small and a no-op `dvc repro` quick).
     stages["train-code"] = {
         "cmd": f"python -m pipeline.train_code --out {TRAIN_CODE}",
-        "deps": sorted({*(up + f for f in cell_code(root)), *code("pipeline.train_code")}),
+        # preflight: every stage of every study lies downstream of the check (its output never changes the digest)
+        "deps": [*sorted({*(up + f for f in cell_code(root)), *code("pipeline.train_code")}), up + PREFLIGHT],
         "outs": [TRAIN_CODE],
     }
     stages["train"] = {

@@ -5,7 +5,8 @@ only the keys it changes) laid over it. Every stage loads them whole through
 `load_params`, so a wrong key or value anywhere stops the first stage that runs,
 before it does any work. `matrix:` names the axes; a cell's settings are the
 study's with its axis values applied (`apply_axes`), validated by the same schema.
-Check a study by hand with `python -m pipeline.study.params params.yaml [overlay]`.
+Check a study by hand with `uv run bnbench check [studies/<name>/params.yaml]` (or
+`python -m pipeline.study.params ...`): an overlay given alone is laid over the root params.yaml.
 The schema itself is pipeline/study/schema.py; axes, pipeline/study/axes.py.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +24,11 @@ from typing import get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, run_cli
 from pipeline.study.axes import CELL_AXES, apply_axes, format_value, is_axis_key, is_model, read_dotted
-from pipeline.study.schema import LEARNING_RATE, Params
+from pipeline.study.schema import LEARNING_RATE, Params, StudyParams
+
+STUDY_NAME_PREFIX = "bnbench-"  # a study's MLflow experiment: bnbench-<its folder> unless its overlay names it
 
 
 class ParamsError(UserError):
@@ -203,24 +207,67 @@ def load_params(*paths: str | Path) -> Params:
     """The study's settings: the first file, with each following file laid over it (a study overlay)."""
     paths = tuple(Path(p) for p in paths) or (Path("params.yaml"),)
     raw: dict = {}
-    for path in paths:
-        raw = merge(raw, _read_yaml(path))
+    for index, path in enumerate(paths):
+        layer = _read_yaml(path)
+        raw = merge(raw, layer if index == 0 else _named_overlay(layer, path))
     return parse_params(raw, " + ".join(str(p) for p in paths))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Validate a bnbench study: params.yaml, then any overlays on it.")
-    parser.add_argument("params", nargs="*", default=["params.yaml"], help="files, each laid over the ones before")
-    args = parser.parse_args(argv)
+def _named_overlay(layer: dict, path: Path) -> dict:
+    """An overlay without `study.name` is named after its folder, as every study is (bnbench-<folder>).
+
+    Without it, it would inherit the base's name and log its cells into the main study's MLflow experiment.
+    """
+    section = layer.get("study")
+    if section is not None and not isinstance(section, dict) or "name" in (section or {}):
+        return layer  # named, or a section the schema will refuse with its own message
+    folder = path.resolve().parent.name
+    name = f"{STUDY_NAME_PREFIX}{folder}"
     try:
-        params = load_params(*args.params)
-    except ParamsError as error:
-        print(error, file=sys.stderr)
-        return 2
+        StudyParams(name=name)
+    except ValidationError:
+        raise ParamsError(
+            f"{path}: study.name is not set and the folder name {folder!r} cannot make one (letters, digits, _ . - "
+            "only); set study.name in this file, or rename the folder"
+        ) from None
+    return merge(layer, {"study": {"name": name}})
+
+
+def with_root_params(files: Sequence[str | Path]) -> list[Path]:
+    """The files as a study reads them: an overlay given alone is laid over its repository's params.yaml."""
+    paths = [Path(f) for f in files] or [Path("params.yaml")]
+    first = paths[0].resolve()
+    if first.name == "params.yaml" and first.parent.parent.name == "studies":  # studies/<name>/params.yaml
+        root = first.parent.parent.parent / "params.yaml"
+        if root.is_file():
+            return [Path(os.path.relpath(root)), *paths]
+    return paths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "params",
+        nargs="*",
+        default=["params.yaml"],
+        help="files, each laid over the ones before; a study's overlay (studies/<name>/params.yaml) given first "
+        "is laid over the root params.yaml, as its pipeline reads it",
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    paths = with_root_params(args.params)
+    params = load_params(*paths)
     cells = math.prod(len(values) for values in params.matrix.values())
-    print(f"{' + '.join(args.params)}: valid, {cells} training cells over {', '.join(params.matrix)}")
+    shown = " + ".join(str(p) for p in paths)
+    print(f"{shown}: valid, study {params.study.name}, {cells} training cells over {', '.join(params.matrix)}")
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -5,8 +5,8 @@ Reads:  <repo>/.bnbench/tracking-spool/<run id>/ (pipeline/tracking/spool.py): w
 Writes: each run's params, metrics, tags, artifacts and final status to MLflow (nothing twice);
         a run's folder goes once all of it is delivered. A run whose cell was killed before it
         ended is ended KILLED. Runs of cells still running are left to them.
-Run:    uv run python -m pipeline.tracking.sync
-        uv run python -m pipeline.tracking.sync --tracking-uri http://127.0.0.1:5000
+Run:    uv run bnbench sync                    (or python -m pipeline.tracking.sync)
+        uv run bnbench sync --tracking-uri http://127.0.0.1:5000
         (the same server under another address: runs logged from compose's pipeline name it
         http://mlflow:5000, which the host does not resolve)
 """
@@ -26,10 +26,8 @@ from pipeline.tracking.settings import read_tracking_settings
 from pipeline.tracking.spool import RunSpool, spooled_runs
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="deliver to this address instead of the one each run was logged to")
-    return parser.parse_args(argv)
 
 
 def sync_run(spool: RunSpool, uri: str) -> str:
@@ -42,8 +40,7 @@ def sync_run(spool: RunSpool, uri: str) -> str:
     return f"{sent} entries delivered, ended {status}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
     folder = read_tracking_settings(repo_root()).spool_dir
     runs = list(spooled_runs(folder))
     if not runs:
@@ -71,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Run this again once the server takes them."
         )
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

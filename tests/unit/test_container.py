@@ -64,6 +64,9 @@ def test_compose_runs_both_services_from_the_one_image_and_mlflow_on_loopback_on
         ]
     assert services["pipeline-cpu"]["profiles"] == ["cpu"] and "deploy" not in services["pipeline-cpu"]
     assert services["pipeline"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    # the GPU service's default is the fastest measured route: the runner's warm workers on JAX
+    assert services["pipeline"]["command"] == ["python", "-m", "pipeline.runner", "--slots", "8"]
+    assert services["pipeline"]["environment"]["KERAS_BACKEND"] == "${KERAS_BACKEND:-jax}"
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:

@@ -211,7 +211,7 @@ def test_cells_depend_on_one_digest_of_their_code_and_it_on_every_module(study):
     stages = _stages(study)
     up = "" if study == REPO else "../../"
     modules = {up + f for f in {*cell_code(REPO), *code_deps(REPO, "pipeline.train_code")}}
-    assert set(stages["train-code"]["deps"]) == modules
+    assert set(stages["train-code"]["deps"]) == modules | {up + generate.PREFLIGHT}  # and after the check
     assert stages["train-code"]["outs"] == [generate.TRAIN_CODE]
     for name in ("train", "sweep", "tuned"):
         if name in stages:
@@ -232,3 +232,21 @@ def test_the_digest_changes_with_the_cells_code_only(repo_copy):
     training.write_text(training.read_text() + "\n# a change the cells import\n")
     after = code_digest(repo_copy)
     assert {f for f in after["files"] if after["files"][f] != before["files"][f]} == {"pipeline/cell/training.py"}
+
+
+def test_the_preflight_stage_comes_first_and_reads_every_study():
+    root = _stages(REPO)
+    assert next(iter(root)) == "preflight"
+    preflight = root["preflight"]
+    assert preflight["outs"] == [generate.PREFLIGHT]
+    assert {
+        f"{s.relative_to(REPO).as_posix()}/params.yaml".removeprefix("./") for s in generate.study_dirs(REPO)
+    } <= set(preflight["deps"])
+    assert set(code_deps(REPO, "pipeline.preflight")) <= set(preflight["deps"])
+    # Everything else lies downstream of it: the data through fetch, the cells' code digest in every study.
+    assert generate.PREFLIGHT in root["fetch"]["do"]["deps"]
+    for study in STUDIES:
+        for name, stage in _stages(study).items():
+            if name.endswith("train-code"):
+                up = "" if name == "train-code" and study == REPO else "../../"  # a study's stages run in its folder
+                assert f"{up}{generate.PREFLIGHT}" in stage["deps"], (study, name)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
 from pipeline.data.datasets import DATASETS
 from pipeline.study.cells import cell_settings, expand_matrix
-from pipeline.study.params import ParamsError, load_params
+from pipeline.study.params import ParamsError, load_params, with_root_params
 from pipeline.study.targets import TRAIN_LOSS, VAL_ACCURACY, Target
 from tests.helpers import REPO
 
@@ -118,8 +120,8 @@ def test_unquoted_off_is_read_as_dvc_reads_it(tmp_path):
 def test_cli_exits_non_zero_with_one_message(tmp_path):
     path = _write(tmp_path, lambda raw: raw["train"].update(batch_size=-1))
     done = subprocess.run([sys.executable, "-m", "pipeline.study.params", str(path)], capture_output=True, text=True)
-    assert done.returncode == 2
-    assert "train.batch_size" in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.startswith("bnbench: ") and "train.batch_size" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -131,7 +133,35 @@ def test_an_overlay_changes_only_the_keys_it_holds(tmp_path):
     assert study.matrix == {**base.matrix, "seed": [5]}  # a list replaces, whole
     assert study.train.epochs == 1 and study.train.optimizer.learning_rate == 0.5
     assert study.train.optimizer.name == base.train.optimizer.name  # a mapping merges, key by key
-    assert study.model_dump(exclude={"matrix", "train"}) == base.model_dump(exclude={"matrix", "train"})
+    assert study.model_dump(exclude={"matrix", "train", "study"}) == base.model_dump(
+        exclude={"matrix", "train", "study"}
+    )
+
+
+def test_an_overlay_without_a_name_is_named_after_its_folder(tmp_path):
+    # Else it would log into the main study's MLflow experiment, as a copy of the main study's name.
+    overlay = tmp_path / "studies" / "mine" / "params.yaml"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text("train:\n  epochs: 1\n")
+    assert load_params(REPO / "params.yaml", overlay).study.name == "bnbench-mine"
+    overlay.write_text("study:\n  runs_with_main: true\n")  # a study section, still without a name
+    assert load_params(REPO / "params.yaml", overlay).study.name == "bnbench-mine"
+    overlay.write_text("study:\n  name: my-own\n")
+    assert load_params(REPO / "params.yaml", overlay).study.name == "my-own"
+    assert load_params(REPO / "params.yaml").study.name == "bnbench"  # the base names itself
+
+
+def test_every_committed_study_is_named_as_an_unnamed_overlay_would_be():
+    # The rule matches the studies' own names, so a study may leave its name out and keep its experiment.
+    for overlay in sorted((REPO / "studies").glob("*/params.yaml")):
+        assert load_params(REPO / "params.yaml", overlay).study.name == f"bnbench-{overlay.parent.name}"
+
+
+def test_an_overlay_checked_alone_is_laid_over_the_root_params():
+    quick = REPO / "studies" / "quick" / "params.yaml"
+    assert with_root_params([quick]) == [Path(os.path.relpath(REPO / "params.yaml")), quick]
+    assert with_root_params([REPO / "params.yaml", quick]) == [REPO / "params.yaml", quick]  # already over it
+    assert with_root_params([]) == [Path("params.yaml")]
 
 
 def test_a_setting_of_train_becomes_an_axis_by_its_dotted_key(tmp_path):
