@@ -6,6 +6,10 @@ this copies the repository (as `git ls-files` sees it) into a temporary folder,
 plants the fault there, and runs those tests; a fault the tests miss is then run
 against the whole fast suite. Nothing in the working tree is modified.
 
+First the tests that will judge the faults must pass with none planted: the whole fast suite for a
+full run; with --only, the chosen faults' own tests (the suite's turn comes only if a fault survives
+them). Where they fail, it prints what pytest said and stops.
+
 Run:    uv run python -m tools.mutants [--only ID ...] [--json out.json] [--jobs N]
 Prints: one line per fault (caught by its tests, caught by the suite, or survived) and the score.
 
@@ -75,19 +79,45 @@ def run_tests(copy: Path, tests: list[str], fast_only: bool = True, parallel: bo
     A fault's own tests run whatever their kind, e2e ones too (the cluster's, say); the suite run after
     them is the fast one. `parallel` False runs them in this process's one child, without xdist's workers.
     """
+    return failures(copy, tests, fast_only, parallel) is None
+
+
+def failures(copy: Path, tests: list[str], fast_only: bool = True, parallel: bool = True) -> str | None:
+    """None where the tests pass in the copy, else the end of what pytest printed."""
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *([] if parallel else ["-n0"])]
     command += ["-m", "not e2e", *tests] if fast_only else tests
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        return False
+        return f"pytest ran past {TIMEOUT_S} s"
     if done.returncode == 5:  # pytest ran no test at all: that catches nothing
         raise SystemExit(f"no test collected from {' '.join(tests)}:\n{done.stdout[-2000:]}")
-    return done.returncode == 0
+    return None if done.returncode == 0 else (done.stdout + done.stderr)[-3000:]
 
 
-def check(mutant: Mutant, copy: Path, parallel: bool = True) -> str:
+class SuiteBaseline:
+    """Whether the whole fast suite passes with no fault planted, run once and only when a fault needs it.
+
+    "Caught by the suite" means something only where the suite passes unplanted. A full run checks that
+    first; with --only, the chosen faults' own tests are the baseline, and the suite's is taken lazily,
+    the first time a fault survives its own tests.
+    """
+
+    def __init__(self, copy: Path, known_to_pass: bool = False, make_copy=None) -> None:
+        """`copy`: a folder of its own, made on first use by `make_copy`, where no fault is ever planted."""
+        self._copy, self._make_copy = copy, make_copy or copy_repository
+        self._lock, self._failures, self._known = threading.Lock(), None, known_to_pass
+
+    def failures(self) -> str | None:
+        with self._lock:
+            if not self._known:
+                self._make_copy(self._copy)
+                self._failures, self._known = failures(self._copy, SUITE), True
+            return self._failures
+
+
+def check(mutant: Mutant, copy: Path, suite: SuiteBaseline, parallel: bool = True) -> str:
     """ "caught" by its own tests, "caught by the suite", or "survived"."""
     path = copy / mutant.file
     original = path.read_text(encoding="utf-8")
@@ -98,12 +128,14 @@ def check(mutant: Mutant, copy: Path, parallel: bool = True) -> str:
     try:
         if not run_tests(copy, mutant.tests, fast_only=False, parallel=parallel):
             return "caught"
+        if suite.failures() is not None:
+            return "survived (the suite fails unplanted)"
         return "survived" if run_tests(copy, SUITE) else "caught by the suite"
     finally:
         path.write_text(original, encoding="utf-8")
 
 
-def check_all(mutants: list[Mutant], copies: list[Path]) -> dict[str, str]:
+def check_all(mutants: list[Mutant], copies: list[Path], suite: SuiteBaseline) -> dict[str, str]:
     """Each fault planted in one of the copies, one fault per copy at a time; prints each outcome as it comes."""
     todo: queue.Queue[Mutant] = queue.Queue()
     for mutant in mutants:
@@ -122,7 +154,7 @@ def check_all(mutants: list[Mutant], copies: list[Path]) -> dict[str, str]:
             began = time.monotonic()
             needs_engine = any(test.startswith(CONTAINER_TESTS) for test in mutant.tests)
             with engine if needs_engine else contextlib.nullcontext():
-                outcome = check(mutant, copy, parallel=len(copies) == 1)
+                outcome = check(mutant, copy, suite, parallel=len(copies) == 1)
             with lock:
                 outcomes[mutant.id] = outcome
                 print(
@@ -150,11 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         copies = [Path(tmp) / f"copy-{i}" / "repo" for i in range(args.jobs)]
         for copy in copies:
             copy_repository(copy)
-        if not run_tests(copies[0], SUITE):
-            print("the suite fails without any fault planted; fix that first", file=sys.stderr)
+        # The baseline: the tests that will judge the faults pass with none planted. A full run takes the
+        # whole suite's; --only takes the chosen faults' own tests, and the suite's only if a fault needs it.
+        baseline = sorted({test for m in mutants for test in m.tests}) if args.only else SUITE
+        broken = failures(copies[0], baseline, fast_only=not args.only)
+        if broken is not None:
+            print(f"the tests fail without any fault planted; fix that first:\n{broken}", file=sys.stderr)
             return 1
-        outcomes = check_all(mutants, copies)
-    caught = sum(outcome != "survived" for outcome in outcomes.values())
+        suite = SuiteBaseline(Path(tmp) / "suite" / "repo", known_to_pass=not args.only)
+        outcomes = check_all(mutants, copies, suite)
+    caught = sum(outcome.startswith("caught") for outcome in outcomes.values())
     print(f"mutation score: {caught}/{len(outcomes)} planted faults caught")
     if args.json:
         args.json.write_text(json.dumps({"caught": caught, "planted": len(outcomes), "outcomes": outcomes}, indent=2))

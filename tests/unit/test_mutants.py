@@ -25,22 +25,38 @@ def test_each_fault_applies_once_and_is_valid_code(mutant):
     assert all((REPO / test).exists() for test in mutant.tests), mutant.tests
 
 
-def test_faults_planted_side_by_side_each_get_their_own_outcome(tmp_path):
-    from tools.mutants import Mutant, check_all
+def write_tiny_project(copy, test_body="assert double(2) == 4"):
+    """A function and a test of it."""
+    (copy / "tests").mkdir(parents=True)
+    (copy / "calc.py").write_text("def double(x):\n    return 2 * x\n")
+    (copy / "tests" / "test_calc.py").write_text(f"from calc import double\n\n\ndef test_double():\n    {test_body}\n")
 
-    copies = []
-    for i in range(2):  # two copies of a tiny project: a function and a test of it
-        copy = tmp_path / f"copy-{i}" / "repo"
-        (copy / "tests").mkdir(parents=True)
-        (copy / "calc.py").write_text("def double(x):\n    return 2 * x\n")
-        (copy / "tests" / "test_calc.py").write_text(
-            "from calc import double\n\n\ndef test_double():\n    assert double(2) == 4\n"
-        )
-        copies.append(copy)
-    faults = [
-        Mutant("breaks", "doubles", "calc.py", "2 * x", "3 * x", ["tests/test_calc.py"]),
-        Mutant("harmless", "doubles", "calc.py", "2 * x", "x * 2", ["tests/test_calc.py"]),
-        Mutant("breaks-too", "doubles", "calc.py", "return 2 * x", "return 0", ["tests/test_calc.py"]),
-    ]
-    assert check_all(faults, copies) == {"breaks": "caught", "harmless": "survived", "breaks-too": "caught"}
+
+FAULTS = [
+    ("breaks", "2 * x", "3 * x"),
+    ("harmless", "2 * x", "x * 2"),
+    ("breaks-too", "return 2 * x", "return 0"),
+]
+
+
+def test_faults_planted_side_by_side_each_get_their_own_outcome(tmp_path):
+    from tools.mutants import Mutant, SuiteBaseline, check_all
+
+    copies = [tmp_path / f"copy-{i}" / "repo" for i in range(2)]
+    for copy in copies:
+        write_tiny_project(copy)
+    faults = [Mutant(id, "doubles", "calc.py", find, replace, ["tests/test_calc.py"]) for id, find, replace in FAULTS]
+    suite = SuiteBaseline(tmp_path / "suite", make_copy=write_tiny_project)
+    assert check_all(faults, copies, suite) == {"breaks": "caught", "harmless": "survived", "breaks-too": "caught"}
     assert all((copy / "calc.py").read_text() == "def double(x):\n    return 2 * x\n" for copy in copies)
+
+
+def test_a_fault_that_survives_its_tests_is_not_caught_by_a_suite_that_fails_unplanted(tmp_path):
+    """With --only the suite's baseline comes late; a suite failing with no fault planted catches nothing."""
+    from tools.mutants import Mutant, SuiteBaseline, check_all
+
+    copy = tmp_path / "copy" / "repo"
+    write_tiny_project(copy)
+    own_tests_miss_it = Mutant("harmless", "doubles", "calc.py", "2 * x", "x * 2", ["tests/test_calc.py"])
+    suite = SuiteBaseline(tmp_path / "suite", make_copy=lambda dest: write_tiny_project(dest, "assert False"))
+    assert check_all([own_tests_miss_it], [copy], suite) == {"harmless": "survived (the suite fails unplanted)"}
