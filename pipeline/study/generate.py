@@ -49,6 +49,15 @@ CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configurati
 SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose and by the report
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/train_code.py)
+# DVC's views of every study, in two folders at the root that git keeps (each holds a README that
+# .dvcignore hides from DVC): metrics/<study>.json, the headline answers, and curves/<study>_<dataset>.csv,
+# the validation curves. The root dvc.yaml declares each folder once, as top-level metrics and plots: DVC
+# reads whatever files are there, so a study that has not run adds nothing, where a file declared on
+# its own but not yet written would make every `dvc metrics show` and `dvc plots show` warn.
+METRICS_DIR = "metrics"
+CURVES_DIR = "curves"
+MAIN_VIEW = "main"  # the main study's name in those folders; another study's is its folder's name
+PLOT_TEMPLATE = "by_configuration"  # .dvc/plots/by_configuration.json: a line per configuration
 
 
 def study_dirs(root: Path) -> list[Path]:
@@ -100,6 +109,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     }
     up = os.path.relpath(root, study)
     up = "" if up == "." else up + "/"
+    view = MAIN_VIEW if not up else study.name
     with_params = " ".join(f"--params {f}" for f in files)
 
     def code(entry: str) -> list[str]:
@@ -175,7 +185,12 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     stages["report"] = {
         # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
         "cmd": " ".join(
-            [f"python -m pipeline.report {with_params} --cells results/cells", *tuned, "--lock dvc.lock --out reports"]
+            [
+                f"python -m pipeline.report {with_params} --cells results/cells",
+                *tuned,
+                "--lock dvc.lock --out reports",
+                f"--metrics {up}{METRICS_DIR}/{view}.json --curves-prefix {up}{CURVES_DIR}/{view}",
+            ]
         ),
         # The params files whole: a section an overlay gains is no params dep of any stage until the
         # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
@@ -186,15 +201,27 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             *([SWEEP_CELLS, "results/tuned", CHOSEN] if tuned else []),
         ],
         "params": _params_deps(sections_in, None),  # it loads the whole study: every section
-        "outs": ["reports/index.html", "reports/results.csv", FINDINGS, *([SWEEP_CSV] if tuned else [])],
-        "metrics": [{"reports/metrics.json": {"cache": False}}],
+        "outs": [
+            "reports/index.html",
+            "reports/results.csv",
+            FINDINGS,
+            *([SWEEP_CSV] if tuned else []),
+            # DVC's views: plain outputs, kept out of the cache so that git holds them and `dvc metrics diff`
+            # compares commits; declared as metrics and plots once, by folder, in the root dvc.yaml
+            {f"{up}{METRICS_DIR}/{view}.json": {"cache": False}},
+            *({f"{up}{CURVES_DIR}/{view}_{dataset}.csv": {"cache": False}} for dataset in datasets),
+        ],
     }
-    return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}
+    return {"stages": stages}
 
 
 def root_definition(root: Path) -> dict:
     """The main study's stages, then those of every study marked `runs_with_main`, prefixed and in its folder."""
-    definition = pipeline_definition(root, root)
+    definition = {
+        **pipeline_definition(root, root),
+        "metrics": [METRICS_DIR],
+        "plots": [{CURVES_DIR: {"template": PLOT_TEMPLATE, "x": "step", "y": "val_accuracy"}}],
+    }
     for study in study_dirs(root)[1:]:
         if not runs_with_main(root, study):
             continue
@@ -209,7 +236,6 @@ def root_definition(root: Path) -> dict:
                     "--lock dvc.lock", f"--lock {os.path.relpath(root, study)}/dvc.lock"
                 )
             definition["stages"][f"{study.name}-{name}"] = stage
-        definition["plots"].append({f"{where}/results/cells": {"x": "step", "y": "val_accuracy"}})
         # The main page shows the claims each such study answers: its findings.json, a dependency.
         report = definition["stages"]["report"]
         report["cmd"] = report["cmd"].replace(" --lock ", f" --claims {where}/{FINDINGS} --lock ", 1)
