@@ -87,14 +87,39 @@ def params_files(root: Path, study: Path) -> list[str]:
 # -- the stages ---------------------------------------------------------------------------------
 
 
-def _params_deps(sections_in: dict[str, list[str]], wanted: list[str] | None) -> list:
+def _leaves(section: object, prefix: str) -> list[str]:
+    """The dotted keys of a section's values (a list is one value): `train.optimizer.name`, ..."""
+    if not isinstance(section, dict) or not section:
+        return [prefix]
+    return [leaf for key, value in section.items() for leaf in _leaves(value, f"{prefix}.{key}")]
+
+
+def _not_overridden(base: dict, overlay: dict, section: str) -> list[str]:
+    """The base file's keys of `section` that the overlay leaves as they are: each, as a dotted key."""
+    theirs = _leaves(overlay[section], section)
+    return [
+        key
+        for key in _leaves(base[section], section)
+        if not any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in theirs)
+    ]
+
+
+def _params_deps(contents: dict[str, dict], wanted: list[str] | None) -> list:
     """DVC params entries: per file, the wanted sections it has (None: every section of it).
 
-    Only sections a file has: DVC refuses a params key missing from its file.
+    Only keys a file has: DVC refuses a params key missing from its file. Where an overlay sets part
+    of a section, the base file's entry lists only the keys the overlay does not set (DVC takes dotted
+    keys), so that `dvc exp run -S train.epochs=20` leaves alone a study that sets its own epochs.
     """
     entries: list = []
-    for name, sections in sections_in.items():
-        keys = [k for k in sections if wanted is None or k in wanted]
+    names = list(contents)
+    for name, content in contents.items():
+        overlay = contents[names[-1]] if name != names[-1] else {}
+        keys: list[str] = []
+        for section in content:
+            if wanted is not None and section not in wanted:
+                continue
+            keys += _not_overridden(content, overlay, section) if section in overlay else [section]
         if keys:  # the study's own params.yaml is DVC's default file: plain keys
             entries += keys if name == "params.yaml" else [{name: keys}]
     return entries
@@ -104,9 +129,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     files = params_files(root, study)
     params = load_params(*(study / f for f in files))
     cells = expand_matrix(params)
-    sections_in = {
-        name: list(YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8"))) for name in files
-    }
+    contents = {name: YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8")) for name in files}
     up = os.path.relpath(root, study)
     up = "" if up == "." else up + "/"
     view = MAIN_VIEW if not up else study.name
@@ -132,7 +155,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
             f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
             "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
-            "params": _params_deps(sections_in, ["prepare"]),
+            "params": _params_deps(contents, ["prepare"]),
             "outs": ["data/prepared/${item}"],
         },
     }
@@ -149,7 +172,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
             "--data data/prepared/${item.dataset} --out results/cells/${key}",
             "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
-            "params": _params_deps(sections_in, ["train"]),
+            "params": _params_deps(contents, ["train"]),
             "outs": ["results/cells/${key}"],
         },
     }
@@ -161,14 +184,14 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "cmd": f"python -m pipeline.train {with_params} --sweep-cell ${{key}} "
                 "--data data/prepared/${item.dataset} --out results/sweep/cells/${key}",
                 "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
-                "params": _params_deps(sections_in, ["train", "sweep"]),
+                "params": _params_deps(contents, ["train", "sweep"]),
                 "outs": ["results/sweep/cells/${key}"],
             },
         }
         stages["choose"] = {
             "cmd": f"python -m pipeline.choose {with_params} --sweep results/sweep/cells --out {CHOSEN}",
             "deps": [*code("pipeline.choose"), "results/sweep/cells"],
-            "params": _params_deps(sections_in, ["matrix", "sweep"]),
+            "params": _params_deps(contents, ["matrix", "sweep"]),
             "outs": [CHOSEN],
         }
         stages["tuned"] = {
@@ -177,7 +200,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} --learning-rate-from {CHOSEN} "
                 "--data data/prepared/${item.dataset} --out results/tuned/${key}",
                 "deps": [TRAIN_CODE, "data/prepared/${item.dataset}", CHOSEN],
-                "params": _params_deps(sections_in, ["train"]),
+                "params": _params_deps(contents, ["train"]),
                 "outs": ["results/tuned/${key}"],
             },
         }
@@ -200,7 +223,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "results/cells",
             *([SWEEP_CELLS, "results/tuned", CHOSEN] if tuned else []),
         ],
-        "params": _params_deps(sections_in, None),  # it loads the whole study: every section
+        "params": _params_deps(contents, None),  # it loads the whole study: every section
         "outs": [
             "reports/index.html",
             "reports/results.csv",
