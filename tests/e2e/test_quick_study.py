@@ -93,7 +93,9 @@ def test_dvc_metrics_show_the_answers_and_only_studies_that_ran(study):
     for dataset in ("cifar10", "fashion_mnist"):
         answer = answers["bn-post-steps"][dataset]
         assert answer["n"] == 2 and answer["verdict"] == "inconclusive"
-        assert answer["effect"] is None or answer["ci_low"] is None or answer["ci_low"] <= answer["ci_high"]
+        # no run reached a target: no estimate, and DVC leaves the null numbers out of its view
+        low, high = answer.get("ci_low"), answer.get("ci_high")
+        assert (low is None and high is None and answer.get("effect") is None) or low <= answer["effect"] <= high
 
 
 def test_dvc_plots_show_overlays_the_configurations_offline(study):
