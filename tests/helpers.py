@@ -185,6 +185,30 @@ def require_chromium() -> str:
     return path
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def open_offline(page: Path, wait_for: str) -> tuple[str, list[str], list[str]]:
+    """`page` opened from disk in headless Chromium with the network off, once `wait_for` (a CSS selector)
+    is there: the rendered body's HTML, the console and page errors, and every request not to a file."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
+        tab = browser.new_context(offline=True).new_page()
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "data:")) else None)
+        tab.goto(page.as_uri())
+        tab.wait_for_selector(wait_for, timeout=60_000)
+        body = tab.inner_html("body")
+        browser.close()
+    return body, errors, requests
+
+
 # -- a tiny prepared dataset -----------------------------------------------------------------------
 
 

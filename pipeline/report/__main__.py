@@ -11,9 +11,11 @@ Reads:  <cells>/*/ for the cells of the current study (pipeline/cell/outputs.py)
         With --claims (repeatable), other studies' findings.json: the claim studies run with
         this one, whose answers this page shows as the articles' claims.
 Writes: <out>/index.html (one self-contained page), <out>/results.csv (one row per
-        run, `lr_policy` fixed or tuned), <out>/metrics.json (DVC metrics: per-configuration means),
-        <out>/findings.json (the page's answers, for another study's page); with --sweep,
-        <out>/sweep.csv (one row per sweep run: axes, rate, seed, score, diverged, chosen).
+        run, `lr_policy` fixed or tuned), <out>/findings.json (the page's answers, for another
+        study's page); with --sweep, <out>/sweep.csv (one row per sweep run: axes, rate, seed,
+        score, diverged, chosen). DVC's views: with --metrics, the headline answers as DVC metrics
+        (pipeline/report/dvc_metrics.py); with --curves-prefix, <prefix>_<dataset>.csv per dataset,
+        the validation curves DVC's plot overlays (pipeline/report/dvc_curves.py).
 Run:    python -m pipeline.report --cells results/cells --lock dvc.lock --out reports
 """
 
@@ -52,6 +54,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--lock", type=Path, default=None, help="the pipeline's dvc.lock, for provenance")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--metrics", type=Path, default=None, help="the study's DVC metrics file (its headline answers)"
+    )
+    parser.add_argument(
+        "--curves-prefix", type=Path, default=None, help="writes <prefix>_<dataset>.csv: the curves DVC's plot overlays"
+    )
     return parser.parse_args(argv)
 
 
@@ -77,9 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         claims_files=args.claims,
         sweep_dir=args.sweep,
         tracking=tracking,
+        metrics_path=args.metrics,
+        curves_prefix=args.curves_prefix,
     )
     print(f"report: {runs} cells -> {args.out / 'index.html'}")
-    study_run = attach_report(tracking, params, args.out)
+    study_run = attach_report(tracking, params, args.out, args.metrics)
     if study_run is not None:
         print(f"report: attached to the study's MLflow run {study_run}")
     return 0

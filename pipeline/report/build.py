@@ -21,6 +21,8 @@ from pipeline.provenance import library_versions
 from pipeline.report import diagnostics, effects, figures, multiplicity, tables, thresholds
 from pipeline.report.answers_view import questions_view, without_figures
 from pipeline.report.collect import LR_POLICY, Runs, axes_of, collect_runs, configuration_axes
+from pipeline.report.dvc_curves import curves_by_dataset
+from pipeline.report.dvc_metrics import study_metrics
 from pipeline.report.findings import Design, Finding, answer_questions
 from pipeline.report.lockfile import lock_digest
 from pipeline.report.mlflow_links import RunLinks, run_links
@@ -28,7 +30,6 @@ from pipeline.report.power import POWER
 from pipeline.report.questions import ANSWER_COLUMNS_AXIS, questions_for
 from pipeline.report.render import png_data_uri, render_report
 from pipeline.report.setup_text import setup_text
-from pipeline.report.stats import summarize
 from pipeline.report.sweep import collect_sweep
 from pipeline.report.verdicts import MIN_PAIRED_SEEDS
 from pipeline.study.axes import format_value
@@ -282,10 +283,9 @@ def build_report(
         tuned=tuned_view,
     )
     tidy = _tidy(results, axes)
-    metrics = _dvc_metrics(results, params)
     if tuned is not None:
         tidy = pd.concat([tidy, _tidy(tuned, axes)], ignore_index=True)
-        metrics["tuned"] = _dvc_metrics(tuned, params)
+    metrics = study_metrics(answered[0], answered[1] if tuned is not None else None)
     answers = {
         "study": params.study.name,
         "columns": sorted(results[ANSWER_COLUMNS_AXIS].unique()),
@@ -293,7 +293,7 @@ def build_report(
         "setup": setup_text(results, axes),
         "multiplicity": {"verdicts": family.verdicts, "decided": family.decided, "demoted": family.demoted},
     }
-    return Report(html, tidy, metrics, answers)
+    return Report(html, tidy, metrics, answers, curves_by_dataset(histories))
 
 
 SWEEP_CSV = "sweep.csv"
@@ -310,8 +310,9 @@ def sweep_table(params: Params, sweep_dir: Path, chosen_path: Path) -> pd.DataFr
 class Report(NamedTuple):
     html: str
     results: pd.DataFrame  # results.csv: one row per run
-    metrics: dict  # metrics.json, DVC's view
+    metrics: dict  # the study's DVC metrics: each headline answer (dvc_metrics.py)
     answers: dict  # findings.json: the study, its answer columns and its questions' view, for another page
+    curves: dict[str, pd.DataFrame]  # per dataset, the validation curves DVC's plot overlays (dvc_curves.py)
 
 
 def _article_claims_view(path: Path, out_dir: Path) -> dict:
@@ -349,21 +350,6 @@ def _tidy(results: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     return results[first + [c for c in results.columns if c not in first]]
 
 
-def _dvc_metrics(results: pd.DataFrame, params: Params) -> dict:
-    """Per dataset, per configuration ("activation_relu-bn_off-dropout_0.0"): mean test accuracy and AUC."""
-    by = configuration_axes(params)
-    summary = summarize(results, by, ["test_accuracy", "val_auc"], params.report.confidence)
-    metrics: dict = {}
-    for _, row in summary.iterrows():
-        config = "-".join(f"{axis_label(a)}_{format_value(row[a])}" for a in by if a != "dataset")
-        metrics.setdefault(row["dataset"], {})[config] = {
-            "test_accuracy": row["test_accuracy.mean"],
-            "val_auc": row["val_auc.mean"],
-            "seeds": int(row["seeds"]),
-        }
-    return metrics
-
-
 def write_report(
     params: Params,
     cells_dir: Path,
@@ -374,10 +360,14 @@ def write_report(
     claims_files: Sequence[Path] = (),
     sweep_dir: Path | None = None,
     tracking: TrackingSettings | None = None,
+    metrics_path: Path | None = None,
+    curves_prefix: Path | None = None,
 ) -> int:
-    """Build the report and write index.html, results.csv, metrics.json and findings.json into `out_dir`,
+    """Build the report and write index.html, results.csv and findings.json into `out_dir`,
     and with `sweep_dir` (and `chosen_path`) sweep.csv: one row per sweep run (`sweep_table`).
 
+    DVC's views, where asked: the headline answers at `metrics_path` (dvc_metrics.py), and per
+    dataset the validation curves at `<curves_prefix>_<dataset>.csv` (dvc_curves.py).
     Returns the run count.
     """
     report = build_report(
@@ -396,6 +386,18 @@ def write_report(
     report.results.to_csv(out_dir / "results.csv", index=False, float_format="%.6g")
     if sweep_dir is not None and chosen_path is not None:
         sweep_table(params, sweep_dir, chosen_path).to_csv(out_dir / SWEEP_CSV, index=False, float_format="%.6g")
-    for name, content in (("metrics.json", report.metrics), ("findings.json", report.answers)):
-        (out_dir / name).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _write_json(out_dir / "findings.json", report.answers)
+    if metrics_path is not None:
+        _write_json(metrics_path, report.metrics)
+    if curves_prefix is not None:
+        for dataset, curves in report.curves.items():
+            path = curves_prefix.with_name(f"{curves_prefix.name}_{dataset}.csv")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            curves.to_csv(path, index=False, float_format="%.6g")
     return len(report.results)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # allow_nan=False: a NaN or infinity would make a file DVC cannot read; dvc_metrics.py writes null
+    path.write_text(json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")

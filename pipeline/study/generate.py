@@ -50,6 +50,15 @@ SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose 
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/train_code.py)
 PREFLIGHT = "results/preflight.json"  # every study checked before anything downloads (pipeline/preflight.py)
+# DVC's views of every study, in two folders at the root that git keeps (each holds a README that
+# .dvcignore hides from DVC): metrics/<study>.json, the headline answers, and curves/<study>_<dataset>.csv,
+# the validation curves. The root dvc.yaml declares each folder once, as top-level metrics and plots: DVC
+# reads whatever files are there, so a study that has not run adds nothing, where a file declared on
+# its own but not yet written would make every `dvc metrics show` and `dvc plots show` warn.
+METRICS_DIR = "metrics"
+CURVES_DIR = "curves"
+MAIN_VIEW = "main"  # the main study's name in those folders; another study's is its folder's name
+PLOT_TEMPLATE = "by_configuration"  # .dvc/plots/by_configuration.json: a line per configuration
 
 
 def study_dirs(root: Path) -> list[Path]:
@@ -79,14 +88,39 @@ def params_files(root: Path, study: Path) -> list[str]:
 # -- the stages ---------------------------------------------------------------------------------
 
 
-def _params_deps(sections_in: dict[str, list[str]], wanted: list[str] | None) -> list:
+def _leaves(section: object, prefix: str) -> list[str]:
+    """The dotted keys of a section's values (a list is one value): `train.optimizer.name`, ..."""
+    if not isinstance(section, dict) or not section:
+        return [prefix]
+    return [leaf for key, value in section.items() for leaf in _leaves(value, f"{prefix}.{key}")]
+
+
+def _not_overridden(base: dict, overlay: dict, section: str) -> list[str]:
+    """The base file's keys of `section` that the overlay leaves as they are: each, as a dotted key."""
+    theirs = _leaves(overlay[section], section)
+    return [
+        key
+        for key in _leaves(base[section], section)
+        if not any(key == o or key.startswith(o + ".") or o.startswith(key + ".") for o in theirs)
+    ]
+
+
+def _params_deps(contents: dict[str, dict], wanted: list[str] | None) -> list:
     """DVC params entries: per file, the wanted sections it has (None: every section of it).
 
-    Only sections a file has: DVC refuses a params key missing from its file.
+    Only keys a file has: DVC refuses a params key missing from its file. Where an overlay sets part
+    of a section, the base file's entry lists only the keys the overlay does not set (DVC takes dotted
+    keys), so that `dvc exp run -S train.epochs=20` leaves alone a study that sets its own epochs.
     """
     entries: list = []
-    for name, sections in sections_in.items():
-        keys = [k for k in sections if wanted is None or k in wanted]
+    names = list(contents)
+    for name, content in contents.items():
+        overlay = contents[names[-1]] if name != names[-1] else {}
+        keys: list[str] = []
+        for section in content:
+            if wanted is not None and section not in wanted:
+                continue
+            keys += _not_overridden(content, overlay, section) if section in overlay else [section]
         if keys:  # the study's own params.yaml is DVC's default file: plain keys
             entries += keys if name == "params.yaml" else [{name: keys}]
     return entries
@@ -110,11 +144,10 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     files = params_files(root, study)
     params = load_params(*(study / f for f in files))
     cells = expand_matrix(params)
-    sections_in = {
-        name: list(YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8"))) for name in files
-    }
+    contents = {name: YAML(typ="safe", pure=True).load((study / name).read_text(encoding="utf-8")) for name in files}
     up = os.path.relpath(root, study)
     up = "" if up == "." else up + "/"
+    view = MAIN_VIEW if not up else study.name
     with_params = " ".join(f"--params {f}" for f in files)
 
     def code(entry: str) -> list[str]:
@@ -138,7 +171,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
             f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
             "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
-            "params": _params_deps(sections_in, ["prepare"]),
+            "params": _params_deps(contents, ["prepare"]),
             "outs": ["data/prepared/${item}"],
         },
     }
@@ -156,7 +189,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} "
             "--data data/prepared/${item.dataset} --out results/cells/${key}",
             "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
-            "params": _params_deps(sections_in, ["train"]),
+            "params": _params_deps(contents, ["train"]),
             "outs": ["results/cells/${key}"],
         },
     }
@@ -168,14 +201,14 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "cmd": f"python -m pipeline.train {with_params} --sweep-cell ${{key}} "
                 "--data data/prepared/${item.dataset} --out results/sweep/cells/${key}",
                 "deps": [TRAIN_CODE, "data/prepared/${item.dataset}"],
-                "params": _params_deps(sections_in, ["train", "sweep"]),
+                "params": _params_deps(contents, ["train", "sweep"]),
                 "outs": ["results/sweep/cells/${key}"],
             },
         }
         stages["choose"] = {
             "cmd": f"python -m pipeline.choose {with_params} --sweep results/sweep/cells --out {CHOSEN}",
             "deps": [*code("pipeline.choose"), "results/sweep/cells"],
-            "params": _params_deps(sections_in, ["matrix", "sweep"]),
+            "params": _params_deps(contents, ["matrix", "sweep"]),
             "outs": [CHOSEN],
         }
         stages["tuned"] = {
@@ -184,7 +217,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
                 "cmd": f"python -m pipeline.train {with_params} --cell ${{key}} --learning-rate-from {CHOSEN} "
                 "--data data/prepared/${item.dataset} --out results/tuned/${key}",
                 "deps": [TRAIN_CODE, "data/prepared/${item.dataset}", CHOSEN],
-                "params": _params_deps(sections_in, ["train"]),
+                "params": _params_deps(contents, ["train"]),
                 "outs": ["results/tuned/${key}"],
             },
         }
@@ -192,7 +225,12 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     stages["report"] = {
         # dvc.lock is read for its digest (provenance), not a dependency: see pipeline/report/lockfile.py.
         "cmd": " ".join(
-            [f"python -m pipeline.report {with_params} --cells results/cells", *tuned, "--lock dvc.lock --out reports"]
+            [
+                f"python -m pipeline.report {with_params} --cells results/cells",
+                *tuned,
+                "--lock dvc.lock --out reports",
+                f"--metrics {up}{METRICS_DIR}/{view}.json --curves-prefix {up}{CURVES_DIR}/{view}",
+            ]
         ),
         # The params files whole: a section an overlay gains is no params dep of any stage until the
         # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
@@ -202,16 +240,28 @@ def pipeline_definition(root: Path, study: Path) -> dict:
             "results/cells",
             *([SWEEP_CELLS, "results/tuned", CHOSEN] if tuned else []),
         ],
-        "params": _params_deps(sections_in, None),  # it loads the whole study: every section
-        "outs": ["reports/index.html", "reports/results.csv", FINDINGS, *([SWEEP_CSV] if tuned else [])],
-        "metrics": [{"reports/metrics.json": {"cache": False}}],
+        "params": _params_deps(contents, None),  # it loads the whole study: every section
+        "outs": [
+            "reports/index.html",
+            "reports/results.csv",
+            FINDINGS,
+            *([SWEEP_CSV] if tuned else []),
+            # DVC's views: plain outputs, kept out of the cache so that git holds them and `dvc metrics diff`
+            # compares commits; declared as metrics and plots once, by folder, in the root dvc.yaml
+            {f"{up}{METRICS_DIR}/{view}.json": {"cache": False}},
+            *({f"{up}{CURVES_DIR}/{view}_{dataset}.csv": {"cache": False}} for dataset in datasets),
+        ],
     }
-    return {"stages": stages, "plots": [{"results/cells": {"x": "step", "y": "val_accuracy"}}]}
+    return {"stages": stages}
 
 
 def root_definition(root: Path) -> dict:
     """The main study's stages, then those of every study marked `runs_with_main`, prefixed and in its folder."""
-    definition = pipeline_definition(root, root)
+    definition = {
+        **pipeline_definition(root, root),
+        "metrics": [METRICS_DIR],
+        "plots": [{CURVES_DIR: {"template": PLOT_TEMPLATE, "x": "step", "y": "val_accuracy"}}],
+    }
     for study in study_dirs(root)[1:]:
         if not runs_with_main(root, study):
             continue
@@ -226,7 +276,6 @@ def root_definition(root: Path) -> dict:
                     "--lock dvc.lock", f"--lock {os.path.relpath(root, study)}/dvc.lock"
                 )
             definition["stages"][f"{study.name}-{name}"] = stage
-        definition["plots"].append({f"{where}/results/cells": {"x": "step", "y": "val_accuracy"}})
         # The main page shows the claims each such study answers: its findings.json, a dependency.
         report = definition["stages"]["report"]
         report["cmd"] = report["cmd"].replace(" --lock ", f" --claims {where}/{FINDINGS} --lock ", 1)

@@ -2,10 +2,10 @@
 
 Called by the report stage once the report is written. On the study's parent run (the one its cells
 are children of, pipeline/tracking/parent.py) it logs:
-- artifacts under `report/`: index.html (the page), findings.json (the answers), metrics.json and
-  results.csv, the files `dvc metrics show` and the report's table read;
-- metrics under `findings/`: every number of the study's DVC metrics (metrics.json), by its path there
-  joined with '/', so the runs table can show and sort them;
+- artifacts under `report/`: index.html (the page), findings.json (the answers), results.csv (the
+  report's table) and the study's DVC metrics file (metrics/<study>.json, what `dvc metrics show` reads);
+- metrics under `findings/`: every number of the study's DVC metrics, by its path there joined with
+  '/', so the runs table can show and sort them;
 - tags: the report stage's DVC stage and experiment;
 - its end: FINISHED at the report's end. The parent was created RUNNING by the study's first cell, so
   its duration in MLflow's UI is the study's, from that cell's start to this report.
@@ -36,7 +36,7 @@ from pipeline.tracking.runs import (
 from pipeline.tracking.settings import TrackingSettings
 from pipeline.tracking.spool import MAX_METRICS, MAX_TAGS, now_ms
 
-REPORT_ARTIFACTS = ("index.html", "findings.json", "metrics.json", "results.csv")
+REPORT_ARTIFACTS = ("index.html", "findings.json", "results.csv")
 ARTIFACT_FOLDER = "report"
 FINDINGS = "findings/"
 MAX_KEY_LENGTH = 250  # MLflow's limit on a metric key
@@ -55,12 +55,15 @@ def findings_metrics(metrics: dict, prefix: str = FINDINGS) -> dict[str, float]:
     return flat
 
 
-def attach_report(tracking: TrackingSettings, params: Params, out_dir: Path) -> str | None:
-    """Attach the report in `out_dir` to the study's parent run and end it; returns its id, None if the server failed."""
+def attach_report(tracking: TrackingSettings, params: Params, out_dir: Path, metrics_path: Path | None) -> str | None:
+    """Attach the report in `out_dir` and the study's DVC metrics to its parent run and end it.
+
+    Returns the run's id, None if the server failed.
+    """
     try:
         check_reachable(tracking.uri)
         with bounded_http_retries():
-            return _attach(tracking, params, out_dir)
+            return _attach(tracking, params, out_dir, metrics_path)
     except Exception as error:  # the report is written: tracking costs its place in MLflow only
         print(
             f"bnbench: warning: the report is written, but not attached to the study's MLflow run "
@@ -72,7 +75,7 @@ def attach_report(tracking: TrackingSettings, params: Params, out_dir: Path) -> 
         return None
 
 
-def _attach(tracking: TrackingSettings, params: Params, out_dir: Path) -> str:
+def _attach(tracking: TrackingSettings, params: Params, out_dir: Path, metrics_path: Path | None) -> str:
     client = MlflowClient(tracking.uri)
     experiment_id = study_experiment_id(client, params.study.name, tracking)
     run_id = study_run_id(client, experiment_id, params)
@@ -82,7 +85,10 @@ def _attach(tracking: TrackingSettings, params: Params, out_dir: Path) -> str:
         if (out_dir / name).is_file():
             client.log_artifact(run_id, str(out_dir / name), ARTIFACT_FOLDER)
     now = now_ms()
-    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics = {}
+    if metrics_path is not None:
+        client.log_artifact(run_id, str(metrics_path), ARTIFACT_FOLDER)
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     numbers = [Metric(key, value, now, 0) for key, value in findings_metrics(metrics).items()]
     for start in range(0, len(numbers), MAX_METRICS):
         client.log_batch(run_id, metrics=numbers[start : start + MAX_METRICS], synchronous=True)

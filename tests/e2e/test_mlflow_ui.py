@@ -98,10 +98,10 @@ def test_the_study_run_carries_the_report_and_lasts_as_long_as_the_study(ui):
     assert info.status == "FINISHED"
     assert info.start_time <= min(c.info.start_time for c in cells)
     assert info.end_time >= max(c.info.end_time for c in cells)  # from the first cell to the report
-    assert any(key.startswith("findings/") for key in study_run.data.metrics)
+    assert any(key.startswith("findings/bn-post-steps/") for key in study_run.data.metrics)
     tab.goto(f"{url}/#/experiments/{experiment_id}/runs/{info.run_id}/artifacts")
     tab.get_by_text("report", exact=True).first.click()
-    for name in ("index.html", "findings.json", "metrics.json", "results.csv"):
+    for name in ("index.html", "findings.json", "quick.json", "results.csv"):
         tab.get_by_text(name, exact=True).first.wait_for()
     tab.get_by_text("index.html", exact=True).first.click()
     assert screenshot(tab, folder, "study-report.png").stat().st_size > 30_000

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import dvc
+from tests.helpers import dvc, open_offline
 
 pytestmark = pytest.mark.e2e
 
@@ -81,9 +82,46 @@ def test_second_repro_trains_nothing_and_status_is_clean(study):
     assert "up to date" in dvc(repo, env, "status", "studies/quick/dvc.yaml").stdout
 
 
-def test_dvc_metrics_and_plots_work(study):
+WARNINGS = re.compile(r"failed to load|warning|error", re.I)
+EXP_VIEW = ["exp", "show", "--drop", ".*", "--keep", r"Experiment|bn-post-steps\..*\.verdict"]  # as the README gives it
+
+
+def test_dvc_metrics_show_the_answers_and_only_studies_that_ran(study):
     repo, env, _ = study
-    metrics = dvc(repo, env, "metrics", "show", "--json").stdout
-    assert "test_accuracy" in metrics
-    dvc(repo, env, "plots", "show", "--out", str(repo / "plots"))
-    assert (repo / "plots" / "index.html").is_file()
+    shown = dvc(repo, env, "metrics", "show")
+    assert not WARNINGS.search(shown.stdout + shown.stderr), shown.stdout + shown.stderr
+    print(f"\n$ dvc metrics show\n{shown.stdout}")
+    [(_, by_file)] = json.loads(dvc(repo, env, "metrics", "show", "--json").stdout).items()
+    assert list(by_file["data"]) == ["metrics/quick.json"]  # the quick study alone: no row for the others
+    answers = by_file["data"]["metrics/quick.json"]["data"]
+    # as the page says (tests/e2e/test_report_page.py): BN post against off, in steps, on both datasets, n = 2,
+    # inconclusive (2 seeds are below the rule's minimum)
+    for dataset in ("cifar10", "fashion_mnist"):
+        answer = answers["bn-post-steps"][dataset]
+        assert answer["n"] == 2 and answer["verdict"] == "inconclusive"
+        # no run reached a target: no estimate, and DVC leaves the null numbers out of its view
+        low, high = answer.get("ci_low"), answer.get("ci_high")
+        assert (low is None and high is None and answer.get("effect") is None) or low <= answer["effect"] <= high
+
+
+def test_dvc_plots_show_overlays_the_configurations_offline(study):
+    repo, env, _ = study
+    out = repo.parent / "dvc-plots"
+    said = dvc(repo, env, "plots", "show", "--out", str(out))
+    assert not WARNINGS.search(said.stdout + said.stderr), said.stdout + said.stderr
+    html = (out / "index.html").read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)\s*=\s*[\"']?https?:", html)
+    body, errors, requests = open_offline(out / "index.html", "svg.marks")
+    assert errors == [] and requests == []
+    # one chart per dataset of the study, each a line per configuration (the seeds combined), never per cell
+    assert body.count('class="marks"') == 2
+    assert "bn=off" in body and "bn=post" in body and "-0.0-0" not in body  # legends and lines name no cell
+
+
+def test_dvc_exp_show_as_documented_fits_120_columns(study):
+    repo, env, _ = study
+    everything = dvc(repo, env, "exp", "show", "--csv").stdout.splitlines()[0].split(",")
+    view = dvc(repo, env, *EXP_VIEW).stdout
+    print(f"\n$ dvc exp show: {len(everything)} columns in all\n$ dvc {' '.join(EXP_VIEW)}\n{view}")
+    assert max(len(line.rstrip()) for line in view.splitlines()) <= 120, view
+    assert "bn-post-steps.cifar10.verdict" in view and "inconclusive" in view and "…" not in view

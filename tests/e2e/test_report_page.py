@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.report.questions import QUESTIONS
-from tests.helpers import require_chromium
+from tests.helpers import CHROMIUM_ARGS, require_chromium
 
 pytestmark = pytest.mark.e2e
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 FIRST_SCREEN_PX = 900
 
@@ -34,7 +32,7 @@ def page(request, study):
     width, height = WIDTHS[request.param]
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": width, "height": height}, offline=True)
         tab = context.new_page()
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

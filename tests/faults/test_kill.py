@@ -502,7 +502,7 @@ def test_kill_during_the_report(scenario):
     assert "index.html" in killed["reports"] and "results.csv" not in killed["reports"]  # a partial output
     assert "report" not in killed["study_lock"] and {f"train@{c}" for c in CELLS} <= killed["study_lock"]
     assert scenario.ran("report") == [f"{QUICK_STUDY}/dvc.yaml:report"]
-    assert {"index.html", "results.csv", "metrics.json"} <= {p.name for p in (scenario.repo / REPORTS).iterdir()}
+    assert {"index.html", "results.csv", "findings.json"} <= {p.name for p in (scenario.repo / REPORTS).iterdir()}
 
 
 @pytest.mark.fault(

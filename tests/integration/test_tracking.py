@@ -182,10 +182,10 @@ def test_the_report_ends_the_study_run_with_its_page_and_numbers(store, tmp_path
     out.mkdir()
     (out / "index.html").write_text("<html>the page</html>")
     (out / "findings.json").write_text('{"study": "bnbench-quick"}')
-    (out / "metrics.json").write_text(
-        json.dumps({"cifar10": {"bn_post": {"test_accuracy": 0.5, "seeds": 2, "verdict": "faster"}}})
-    )
-    run_id = attach_report(read_tracking_settings(tmp_path), params, out)
+    dvc_metrics = tmp_path / "metrics" / "quick.json"  # the study's DVC metrics, beside the other studies'
+    dvc_metrics.parent.mkdir()
+    dvc_metrics.write_text(json.dumps({"bn-post-steps": {"cifar10": {"effect": 1.5, "n": 2, "verdict": "supported"}}}))
+    run_id = attach_report(read_tracking_settings(tmp_path), params, out, dvc_metrics)
     assert run_id == first.data.tags[PARENT_TAG] == second.data.tags[PARENT_TAG]
     study = store.get_run(run_id)
     # the study's real span: from before its first cell started to the report's end
@@ -194,9 +194,9 @@ def test_the_report_ends_the_study_run_with_its_page_and_numbers(store, tmp_path
     assert {a.path for a in store.list_artifacts(run_id, "report")} == {
         "report/index.html",
         "report/findings.json",
-        "report/metrics.json",
+        "report/quick.json",
     }
-    assert study.data.metrics == {"findings/cifar10/bn_post/test_accuracy": 0.5, "findings/cifar10/bn_post/seeds": 2}
+    assert study.data.metrics == {"findings/bn-post-steps/cifar10/effect": 1.5, "findings/bn-post-steps/cifar10/n": 2}
     assert study.data.tags["bnbench.dvc_stage"] == "train@test" and study.data.tags["bnbench.dvc_exp"] == "rapt-gyps"
     # another cell of the study (one more seed) opens it again, until the next report
     _track(params, _cell(params, **axes, seed=0), [_row(0, 0.1)], tmp_path)
@@ -208,12 +208,14 @@ def test_a_report_whose_server_is_gone_is_kept_with_one_warning(tmp_path, capsys
     params = load_params(*QUICK)
     out = tmp_path / "reports"
     out.mkdir()
-    (out / "metrics.json").write_text("{}")
+    (out / "index.html").write_text("<html>the page</html>")
+    dvc_metrics = tmp_path / "quick.json"
+    dvc_metrics.write_text("{}")
     gone = read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
-    assert attach_report(gone, params, out) is None
+    assert attach_report(gone, params, out, dvc_metrics) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("bnbench: warning: the report is written, but not attached")
-    assert "run the report stage again" in err and (out / "metrics.json").exists()
+    assert "run the report stage again" in err and (out / "index.html").exists() and dvc_metrics.exists()
 
 
 @pytest.mark.parametrize("log_model", [False, True])

@@ -108,10 +108,29 @@ def test_the_report_declares_every_params_section_of_the_files_it_loads(study):
         else:
             ((file, keys),) = entry.items()
             declared.setdefault(file, set()).update(keys)
-    loaded = report["cmd"].split("--params ")[1:]
-    for file in (part.split()[0] for part in loaded):
-        sections = set(YAML(typ="safe", pure=True).load((study / file).read_text()))
-        assert sections <= declared.get(file, set()), f"report reads {file} {sections - declared.get(file, set())}"
+    files = [part.split()[0] for part in report["cmd"].split("--params ")[1:]]
+    contents = {file: YAML(typ="safe", pure=True).load((study / file).read_text()) for file in files}
+    overlay_leaves = _leaves(contents[files[-1]]) if len(files) > 1 else []
+    for file in files:
+        # every value of the file the study's settings take from it is declared: its section whole, or the
+        # value's dotted key (or a key above it); the overlay's own values hide those of the file below
+        declared_here = declared.get(file, set())
+        for leaf in _leaves(contents[file]):
+            if file != files[-1] and any(_within(leaf, o) or _within(o, leaf) for o in overlay_leaves):
+                continue
+            assert any(_within(leaf, key) for key in declared_here), f"report reads {file} {leaf}, undeclared"
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    return [
+        leaf
+        for key, value in tree.items()
+        for leaf in (_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value else [f"{prefix}{key}"])
+    ]
+
+
+def _within(key: str, above: str) -> bool:
+    return key == above or key.startswith(above + ".")
 
 
 def test_train_stages_are_the_cells_and_take_the_cell_as_their_one_argument():
@@ -153,9 +172,11 @@ def test_a_new_study_is_a_folder_with_an_overlay(repo_copy, monkeypatch):
     assert "fetch" not in stages and stages["prepare"]["foreach"] == ["fashion_mnist"]
     assert "fashion_mnist-relu-post-0.5-4-learning_rate_0.01" in stages["train"]["foreach"]
     assert len(stages["train"]["foreach"]) == 2 * 3 * 2 * 10 * 2
-    assert stages["report"]["params"][0] == {
-        "../../params.yaml": ["study", "prepare", "matrix", "train", "targets", "sweep", "report"]
-    }
+    # the root's sections, less the keys the overlay sets: its name, its dataset axis, its sweep (replaced whole)
+    root_keys = stages["report"]["params"][0]["../../params.yaml"]
+    assert {"prepare", "train", "targets", "report", "matrix.activation", "matrix.bn", "matrix.seed"} <= set(root_keys)
+    assert not any(key.startswith(("study", "sweep", "matrix.dataset")) for key in root_keys)
+    assert stages["train"]["do"]["params"] == [{"../../params.yaml": ["train"]}]  # the overlay sets no train key
 
 
 def test_prepare_depends_on_the_fetched_raw_data_in_the_generated_pipeline(repo_copy, monkeypatch):

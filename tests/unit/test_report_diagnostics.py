@@ -72,7 +72,7 @@ def test_older_outputs_without_the_columns_give_none_and_a_page(tmp_path):
     assert figures.plot_gradient_norms("cifar10", histories, axes) is None
     assert figures.plot_bn_statistics("cifar10", histories, axes) is None
     assert diagnostics.bn_gap_explanation(histories, axes) is None
-    html, tidy, _, _answers = build_report(params, cells, links=RunLinks())
+    html, tidy, _, _answers, _curves = build_report(params, cells, links=RunLinks())
     assert "gradient-norms" not in html and "bn-statistics" not in html
     assert "per-layer gradient norms (the histories record none)" in html
     assert "max_bn_statistics_gap" in tidy.columns
@@ -114,7 +114,7 @@ def test_a_planted_lag_is_told_with_its_step_and_run(tmp_path):
     assert text.startswith("The moving statistics lag")
     assert "in 2 of 2 BN runs (up to +0.080, at step 4" in text
     assert "+0.300 at step 2 (activation sigmoid, BN post, dropout 0, seed 0)" in text
-    html, _, _, _answers = build_report(params, cells, links=RunLinks())
+    html, _, _, _answers, _curves = build_report(params, cells, links=RunLinks())
     assert 'id="cifar10-gradient-norms"' in html and 'id="cifar10-bn-statistics"' in html
     assert "The moving statistics lag" in html and "here 0.25 to 0.25 over 4 runs" in html
 

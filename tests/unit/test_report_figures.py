@@ -111,7 +111,7 @@ def test_learning_rate_points_average_completed_runs_and_count_divergences(tmp_p
 
 def test_a_learning_rate_axis_brings_the_sensitivity_figure(tmp_path):
     params, cells = _lr_study(tmp_path)
-    html, results, _, _report_answers = build_report(params, cells, links=RunLinks())
+    html, results, _, _report_answers, _curves = build_report(params, cells, links=RunLinks())
     assert 'id="learning-rates"' in html and "the runs share one learning rate" not in html
     results, _ = collect_results(params, cells)
     width, height = _is_png(figures.plot_learning_rate_sensitivity(results, list(params.matrix)))
@@ -120,5 +120,5 @@ def test_a_learning_rate_axis_brings_the_sensitivity_figure(tmp_path):
     other = tmp_path / "single"
     for bn in ("off", "post"):
         write_cell(other, bn=bn, crossings={0.5: 30, 0.6: None, 0.7: None})
-    html, _, _, _report_answers = build_report(single, other, links=RunLinks())
+    html, _, _, _report_answers, _curves = build_report(single, other, links=RunLinks())
     assert 'id="learning-rates"' not in html and "the runs share one learning rate" in html

@@ -63,7 +63,7 @@ def _study(tmp_path):
 def test_page_shows_the_lock_digest_and_results_are_one_row_per_run(tmp_path):
     params, cells = _study(tmp_path)
     lock = _write_lock(tmp_path / "dvc.lock", LOCK)
-    html, results, _, _report_answers = build_report(params, cells, lock_path=lock, links=RunLinks())
+    html, results, _, _report_answers, _curves = build_report(params, cells, lock_path=lock, links=RunLinks())
     assert lock_digest(lock).sha256 in html
     assert len(results) == 4 and not results.duplicated(["dataset", "activation", "bn", "dropout", "seed"]).any()
     assert list(results.columns[:6]) == ["cell", "dataset", "activation", "bn", "dropout", "seed"]
@@ -114,7 +114,7 @@ def test_an_unreachable_server_costs_the_links_not_the_report(tmp_path, monkeypa
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     server = read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
-    html, _, _, _report_answers = build_report(params, cells, tracking=server)
+    html, _, _, _report_answers, _curves = build_report(params, cells, tracking=server)
     assert f"The MLflow server at http://127.0.0.1:{port} did not answer" in html and "#/experiments/" not in html
 
 
@@ -139,16 +139,16 @@ def test_each_run_links_to_its_page_on_a_tracking_server(tmp_path):
             read_tracking_settings(tmp_path, {"MLFLOW_TRACKING_URI": uri}),
         )
         assert links.by_cell == {"cifar10-relu-off-0.0-0": f"{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"}
-        html, _, _, _report_answers = build_report(params, cells, links=links)
+        html, _, _, _report_answers, _curves = build_report(params, cells, links=links)
         assert f'href="{uri}/#/experiments/{experiment}/runs/{mine.info.run_id}"' in html
 
 
 def test_same_runs_same_page(tmp_path):
     params, cells = _study(tmp_path)
     lock = _write_lock(tmp_path / "dvc.lock", LOCK)
-    first_html, first_results, first_metrics, _answers = build_report(params, cells, lock_path=lock, links=RunLinks())
-    html, results, metrics, _answers = build_report(params, cells, lock_path=lock, links=RunLinks())
-    assert html == first_html and results.equals(first_results) and metrics == first_metrics
+    first = build_report(params, cells, lock_path=lock, links=RunLinks())
+    html, results, metrics, _answers, _curves = build_report(params, cells, lock_path=lock, links=RunLinks())
+    assert html == first.html and results.equals(first.results) and metrics == first.metrics
 
 
 def test_a_batch_size_axis_is_named_as_an_axis_with_each_budget(tmp_path):
@@ -158,7 +158,10 @@ def test_a_batch_size_axis_is_named_as_an_axis_with_each_budget(tmp_path):
         for batch in (128, 32, 64):  # a bigger batch: fewer steps in the same epochs
             write_cell(cells, bn=bn, crossings={0.5: 10, 0.6: None, 0.7: None}, budget=6400 // batch,
                        extra_axes={"train.batch_size": batch})  # fmt: skip
-    html, results, metrics, _answers = build_report(params, cells, links=RunLinks())
+    html, results, metrics, _answers, _curves = build_report(params, cells, links=RunLinks())
     assert "batch size per cell (an axis) (cifar10 50–200 steps)" in html
     assert "50–200 optimizer steps per run (25–100 per epoch, batch 32, 64, 128)" in html
-    assert "activation_relu-bn_off-dropout_0.0-batch_size_32" in metrics["cifar10"]
+    # DVC's overlaid curves tell the configurations apart by the axes that vary
+    assert set(_curves["cifar10"]["configuration"]) == {
+        f"bn={bn} batch_size={b}" for bn in ("off", "post") for b in (32, 64, 128)
+    }

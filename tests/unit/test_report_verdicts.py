@@ -6,12 +6,13 @@ determined by construction, not by luck.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
 import pytest
 
-from pipeline.report.build import build_report
+from pipeline.report.build import build_report, write_report
 from pipeline.report.collect import axes_of, collect_results
 from pipeline.report.findings import Design, answer_questions
 from pipeline.report.mlflow_links import RunLinks
@@ -92,7 +93,7 @@ def test_planted_effects_get_the_right_verdict(planted):
 
 def test_the_page_shows_the_verdicts_on_its_first_table(planted):
     scenario, params, cells = planted
-    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers, _curves = build_report(params, cells, links=RunLinks())
     answers = html[html.index('<table class="answers">') : html.index("</table>")]
     row = re.search(r'href="#bn-post-steps".*?</tr>', answers, re.S).group(0)
     assert f'class="verdict {VERDICT_CLASS[EXPECTED[scenario]]}"' in row and "n = 5" in row
@@ -160,7 +161,7 @@ def test_a_diverged_run_is_censored_at_its_budget_and_counts_at_chance_accuracy(
     # the diverged seed has no test accuracy: it counts at chance (0.1), its pair kept, never left out
     assert accuracy.effect.seeds == 5 and accuracy.left_out == 0 and accuracy.diverged == 1
     assert accuracy.conditions[0].treatment_value == pytest.approx((4 * 0.9 + 0.1) / 5)
-    html, results, _, _report_answers = build_report(params, cells, links=RunLinks())
+    html, results, _, _report_answers, _curves = build_report(params, cells, links=RunLinks())
     assert "1 run(s) diverged, counted as outcomes" in html and (results["outcome"] == "diverged").sum() == 1
 
 
@@ -174,7 +175,7 @@ def test_when_no_run_reaches_a_target_the_answer_says_so(tmp_path):
     # no estimate, rather than a ratio of 1 that would read as a measured null effect
     assert math.isnan(effect.estimate) and effect.interval is None and effect.verdict == "inconclusive"
     assert effect.reason == "no run of either configuration reached the target"
-    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers, _curves = build_report(params, cells, links=RunLinks())
     assert "no estimate" in html and "neither BN after the activation nor no BN reached the target" in html
 
 
@@ -191,7 +192,7 @@ def test_what_a_study_cannot_answer_is_named_from_its_matrix(tmp_path):
     )
     assert findings["sigmoid-stalls"].missing == "no runs with relu; this study's activation values are sigmoid"
     assert findings["dropout-with-bn"].missing == "no dropout other than 0 in this study"
-    html, _, _, _report_answers = build_report(params, cells, links=RunLinks())
+    html, _, _, _report_answers, _curves = build_report(params, cells, links=RunLinks())
     assert (
         "Not answerable here (no runs with BN before the activation; this study&#39;s bn values are off, post)" in html
     )
@@ -208,3 +209,32 @@ def test_runs_that_diverge_early_never_reach_the_target_and_count_as_slower(tmp_
     speedup = _answers(params, cells)["bn-post-steps"].answers[0]
     assert speedup.effect.verdict == "refuted" and speedup.effect.estimate < 1
     assert all(c.horizon == 100 for c in speedup.conditions)  # followed to the budget, not to step 5
+
+
+def test_dvc_metrics_carry_each_headline_answer_as_the_page_gives_it(planted):
+    scenario, params, cells = planted
+    report = build_report(params, cells, links=RunLinks())
+    findings = _answers(params, cells)
+    for key in ("bn-post-steps", "bn-post-seconds", "bn-post-rescues-sigmoid"):
+        effect = findings[key].answers[0].effect
+        assert report.metrics[key]["cifar10"] == {
+            "effect": pytest.approx(effect.estimate, abs=1e-6),
+            "ci_low": pytest.approx(effect.interval.low, abs=1e-6),
+            "ci_high": pytest.approx(effect.interval.high, abs=1e-6),
+            "n": 5,
+            "verdict": EXPECTED[scenario],
+        }
+
+
+def test_an_answer_without_an_estimate_is_null_in_the_dvc_metrics(tmp_path):
+    params = study_params(tmp_path, activation=["sigmoid"], bn=["off", "post"], seed=SEEDS)
+    cells = tmp_path / "cells"
+    for s in SEEDS:  # no run reaches any target: no speed-up to give
+        _plant(cells, "off", s, (None, None, None), TEST_ACCURACY[s])
+        _plant(cells, "post", s, (None, None, None), TEST_ACCURACY[s])
+    report = build_report(params, cells, links=RunLinks())
+    no_speedup = {"effect": None, "ci_low": None, "ci_high": None, "n": 5, "verdict": "inconclusive"}
+    assert report.metrics["bn-post-steps"]["cifar10"] == no_speedup
+    out = tmp_path / "metrics.json"
+    write_report(params, cells, tmp_path / "reports", metrics_path=out)
+    json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in a DVC metrics file"))
