@@ -41,8 +41,10 @@ def finished(tmp_path_factory):
         for path in (f"data/prepared/{dataset}/x", "results/code/train.json", f"results/cells/{stage.split('@')[1]}/x"):
             (study / path).parent.mkdir(parents=True, exist_ok=True)
             (study / path).write_text(path)
-    (repo / "data/raw/cifar10").mkdir(parents=True)  # downloaded, not recorded: `dvc repro --dry` reads it
+    # written, not recorded: `dvc repro --dry` reads what the stages upstream of a cell would write
+    (repo / "data/raw/cifar10").mkdir(parents=True)  # the download
     (repo / "data/raw/cifar10/x").write_text("x")
+    (repo / "results/preflight.json").write_text("{}")  # the check of every study before anything runs
     dvc(repo, env, "commit", "--force", *(stage for stage, _, _ in CELLS.values()))
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], cwd=repo, check=True)
@@ -92,7 +94,7 @@ def test_a_claim_study_s_report_target_runs_that_study_and_its_upstream_only(fin
     repo, env = finished
     dry = dvc(repo, env, "repro", "--dry", "article001-report").stdout
     ran = re.findall(r"Running stage '([^']+)'", dry)
-    # its data's download (shared with every study), and its own stages: never another study's cell
+    # the check of every study and its data's download (both shared), and its own stages: never another study's cell
     assert "article001-report" in ran and "fetch@cifar10" in ran
-    assert {s for s in ran if not s.startswith("article001-")} == {"fetch@cifar10"}, ran
+    assert {s for s in ran if not s.startswith("article001-")} == {"preflight", "fetch@cifar10"}, ran
     assert "article001-train@cifar10-relu-off-0.0-0" not in ran  # its finished cell stays done
