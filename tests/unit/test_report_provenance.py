@@ -96,7 +96,7 @@ def test_with_the_local_sqlite_store_each_run_links_to_the_ui_it_opens_in(tmp_pa
     # the page `uv run mlflow ui --backend-store-uri sqlite:///mlflow.db` serves, and that command beside
     assert links.by_cell == {"cifar10-relu-off-0.0-0": f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}"}
     assert "`uv run mlflow ui --backend-store-uri sqlite:///mlflow.db` serves" in links.note
-    html, _, _, _report_answers = build_report(params, cells, links=links)
+    html, _, _, _report_answers, _curves = build_report(params, cells, links=links)
     assert f'href="http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}"' in html
     assert "uv run mlflow ui --backend-store-uri sqlite:///mlflow.db" in html
     # a UI elsewhere (another port, a proxy): the setting says where

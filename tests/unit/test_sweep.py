@@ -230,8 +230,9 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
         f"fashion_mnist-relu-{bn}-0.0-learning_rate_{r}-0" for bn in ("off", "post") for r in ("0.0001", "0.01", "0.1")
     )
     assert "--sweep-cell ${key}" in sweep["do"]["cmd"] and sweep["do"]["outs"] == ["results/sweep/cells/${key}"]
-    # the sections it reads, from both files: the main study's sweep is overlaid by this study's
-    assert {"../../params.yaml": ["train", "sweep"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
+    # the sections it reads: the main study's train, and this study's sweep, which sets every sweep key
+    # (so no sweep key of the main study's decides it)
+    assert {"../../params.yaml": ["train"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
     assert chosen["outs"] == ["results/sweep/chosen.json"] and "results/sweep/cells" in chosen["deps"]
     assert "../../pipeline/choose.py" in chosen["deps"] and "../../pipeline/study/choice.py" in chosen["deps"]
     assert sorted(tuned["foreach"]) == sorted(
