@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -98,9 +99,11 @@ def test_an_overlay_that_gains_a_section_is_caught_then_regenerated(lr_study):
     stale = subprocess.run(
         [sys.executable, "-m", "dvc", "repro", "studies/lr/dvc.yaml"], cwd=repo, env=env, capture_output=True, text=True
     )
-    assert stale.returncode != 0
-    assert "is out of date with the study's params" in stale.stderr + stale.stdout
-    assert "uv run python -m pipeline.dvcfile" in stale.stderr + stale.stdout
+    said = stale.stderr + stale.stdout
+    # refused by the first stage, before any other stage ran, with the command that regenerates
+    assert stale.returncode != 0 and "out of date with the params: studies/lr/dvc.yaml" in said
+    assert "uv run python -m pipeline.dvcfile" in said
+    assert re.findall(r"Running stage '([^']+)'", stale.stdout) == ["preflight"]
     regenerate_pipeline(repo)
     again = dvc(repo, env, "repro", "studies/lr/dvc.yaml")
     # only the page is rebuilt, now at the overlay's confidence level

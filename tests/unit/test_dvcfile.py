@@ -271,3 +271,18 @@ def test_the_preflight_stage_comes_first_and_reads_every_study():
             if name.endswith("train-code"):
                 up = "" if name == "train-code" and study == REPO else "../../"  # a study's stages run in its folder
                 assert f"{up}{generate.PREFLIGHT}" in stage["deps"], (study, name)
+
+
+def test_the_preflight_output_is_the_same_after_a_new_study_so_nothing_downstream_reruns(repo_copy, monkeypatch):
+    from pipeline import preflight
+
+    monkeypatch.chdir(repo_copy)
+    out = repo_copy / generate.PREFLIGHT
+    assert preflight.main(["--out", str(out)]) == 0
+    before = out.read_bytes()
+    study = repo_copy / "studies" / "another"
+    study.mkdir()
+    (study / "params.yaml").write_text("matrix:\n  seed: [3]\n")  # an overlay, named after its folder
+    assert dvcfile.main([]) == 0
+    assert preflight.main(["--out", str(out)]) == 0  # the check reads the new study too, and passes
+    assert out.read_bytes() == before  # so fetch and every study's train-code stay up to date
