@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.errors import UserError, run_cli
+from pipeline.errors import UserError, command_main, run_cli
 from pipeline.repo import repo_root
 from pipeline.report.questions import known_questions_text, unknown_questions
 from pipeline.study.generate import GENERATOR, has_own_pipeline, params_files, render, study_dirs
@@ -97,9 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":

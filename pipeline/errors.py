@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 TERMINATED_EXIT_CODE = 128 + signal.SIGTERM
 
@@ -32,3 +33,15 @@ def run_cli(main: Callable[[], int]) -> int:
     except Terminated as stop:
         print(f"bnbench: {stop}; work finished so far is kept, and the same command resumes", file=sys.stderr)
         return TERMINATED_EXIT_CODE
+
+
+def command_main(
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run_command: Callable[[argparse.Namespace], int],
+    argv: Sequence[str] | None,
+) -> int:
+    """A command module's `python -m` entry: the same arguments and run as its `bnbench` subcommand (pipeline/cli.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.dvcfile import plan_pipelines
-from pipeline.errors import UserError, run_cli
+from pipeline.errors import UserError, command_main, run_cli
 from pipeline.repo import repo_root
 from pipeline.study.cells import expand_matrix, expand_sweep
 from pipeline.study.generate import STUDIES
@@ -140,9 +140,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from pipeline.errors import command_main
+
 REPORT_STAGE = "report"
 
 
@@ -57,9 +59,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":

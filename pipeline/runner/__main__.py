@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pipeline.errors import UserError, run_cli
+from pipeline.errors import UserError, command_main, run_cli
 from pipeline.repo import repo_root
 from pipeline.runner.local import slot_config, train_cells
 from pipeline.runner.record import LOG_DIR, log_path
@@ -205,9 +205,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML, YAMLError
 
-from pipeline.errors import UserError, run_cli
+from pipeline.errors import UserError, command_main, run_cli
 from pipeline.study.axes import CELL_AXES, apply_axes, format_value, is_axis_key, is_model, read_dotted
 from pipeline.study.schema import LEARNING_RATE, Params, StudyParams
 
@@ -264,9 +264,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import UserError, run_cli
+from pipeline.errors import UserError, command_main, run_cli
 from pipeline.repo import repo_root
 from pipeline.tracking.runs import bounded_http_retries, check_reachable
 from pipeline.tracking.settings import read_tracking_settings
@@ -71,9 +71,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run_command(parser.parse_args(argv))
+    return command_main(__doc__, add_arguments, run_command, argv)
 
 
 if __name__ == "__main__":
