@@ -4,18 +4,18 @@ A study is the repository root (the main study: params.yaml) or a folder
 studies/<name>/ whose params.yaml is an overlay: only the keys it changes, laid
 over the root params.yaml. For every study this writes its dvc.yaml:
 
-    preflight (main study only) every study's params and dvc.yaml checked, before anything else
-    stage-code (main study only) the code of fetch, prepare, choose and report, a digest each
-    fetch     (main study only) one stage per known dataset; every study shares data/raw/
-    prepare   one stage per dataset of the study's matrix
-    train-code the cells' code, one digest
-    train     one stage per cell, train@<cell name>, with the cell as its one argument
-    sweep     (a study with `sweep:`) one stage per configuration x rate x sweep seed,
-              sweep@<configuration>-learning_rate_<rate>-<seed>, into results/sweep/cells/
-    choose    (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
-    tuned     (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
-              rate (chosen.json is a dependency), into results/tuned/
-    report    the study's page (with `sweep:` it also reads the sweep cells and writes reports/sweep.csv)
+    preflight   (main study only) every study's params and dvc.yaml checked, before anything else
+    stage-code  (main study only) the code of fetch, prepare, choose and report, a digest each
+    fetch       (main study only) one stage per known dataset; every study shares data/raw/
+    prepare     one stage per dataset of the study's matrix
+    train-code  the cells' code, one digest
+    train       one stage per cell, train@<cell name>, with the cell as its one argument
+    sweep       (a study with `sweep:`) one stage per configuration x rate x sweep seed,
+                sweep@<configuration>-learning_rate_<rate>-<seed>, into results/sweep/cells/
+    choose      (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
+    tuned       (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
+                rate (chosen.json is a dependency), into results/tuned/
+    report      the study's page (with `sweep:` it also reads the sweep cells and writes reports/sweep.csv)
 
 A study under studies/ marked `study.runs_with_main: true` has no dvc.yaml of its own:
 its stages go into the root dvc.yaml, named `<study>-<stage>` (`article000-train@<cell>`),
@@ -27,9 +27,9 @@ digest file: results/code/<kind>.json, written by the main pipeline's stage stag
 prepare, choose and report (the modules their entry point imports), and each study's
 results/code/train.json, written by its stage train-code, for the cells (the modules that decide
 their outputs): pipeline/study/code.py. The digest stages and preflight depend on the folder
-pipeline/ whole, so that DVC shows one column for the code where it showed one per module. The report stage also depends on the params files
-themselves: any edit to them re-runs it (seconds), and it refuses to run from a dvc.yaml those
-params no longer give, naming the command that fixes it. The command that writes the files is
+pipeline/ whole, so that DVC shows one column for the code where it showed one per module. The
+report stage also depends on the params files themselves: any edit to them re-runs it (seconds),
+and it refuses to run from a dvc.yaml those params no longer give, naming the command that fixes it. The command that writes the files is
 pipeline/dvcfile.py.
 """
 
@@ -56,9 +56,8 @@ SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose 
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/train_code.py)
 STAGE_CODE = "results/code"  # <kind>.json: the code of every other kind of stage (pipeline/stage_code.py)
-CODE = (
-    "pipeline"  # the digest stages' one code dependency: the folder, one dvc exp show column (.dvcignore: no bytecode)
-)
+# The digest stages' one code dependency: the folder, one `dvc exp show` column (.dvcignore leaves bytecode out).
+CODE = "pipeline"
 PREFLIGHT = "results/preflight.json"  # every study checked before anything downloads (pipeline/preflight.py)
 # DVC's views of every study, in two folders at the root that git keeps (each holds a README that
 # .dvcignore hides from DVC): metrics/<study>.json, the headline answers, and curves/<study>_<dataset>.csv,
