@@ -29,27 +29,27 @@ from pipeline.errors import UserError, command_main, run_cli
 NEAREST = 3  # near matches named in the message
 
 
-def study_prefixes(addressings: Iterable[str]) -> list[str]:
-    """Where each study's stages are: `<study>-` in the root dvc.yaml, `<path>/dvc.yaml:` for a study of its own."""
+def study_prefixes(stages: Iterable[tuple[str, bool]]) -> list[str]:
+    """Where each study's stages are, from (addressing, whether it runs in a study's folder): `<study>-` in the
+    root dvc.yaml (a study run with the main one; a study's name has no `-`), `<path>/dvc.yaml:` elsewhere."""
     prefixes = set()
-    for address in addressings:
+    for address, in_study in stages:
         path, _, name = address.rpartition(":")
-        family = name.split("@")[0]
         if path:
             prefixes.add(f"{path}:")
-        elif "-" in family and family != "train-code":  # `article001-train`: a study run with the main one
-            prefixes.add(family.split("-")[0] + "-")
+        elif in_study:
+            prefixes.add(name.split("-")[0] + "-")
     return sorted(prefixes)
 
 
-def refusal(target: str, glob: bool, addressings: Sequence[str]) -> str:
+def refusal(target: str, glob: bool, addressings: Sequence[str], prefixes: Sequence[str]) -> str:
     """The one line for a target that selects no stage: the nearest stage names and the study prefixes."""
     # Only an empty glob makes DVC run everything; an unknown stage name is an error to DVC too, said here the same way.
     what = f"--glob {target!r} matches no stage, and nothing ran (DVC would have reproduced the whole pipeline)"
     what = what if glob else f"{target!r} names no stage, and nothing ran"
     near = difflib.get_close_matches(target.replace("*", ""), addressings, n=NEAREST, cutoff=0.4)
     hints = [f"nearest: {', '.join(near)}"] if near else []
-    hints.append(f"the studies' stages start with {', '.join(study_prefixes(addressings))}")
+    hints.append(f"the studies' stages start with {', '.join(prefixes)}")
     return f"{what}; {'; '.join(hints)}. List the stages with `uv run dvc stage list --all`"
 
 
@@ -65,7 +65,10 @@ def check_targets(targets: Sequence[str], glob: bool, recursive: bool) -> None:
             except DvcException:  # a stage name or path DVC does not know
                 found = []
             if not found:
-                raise UserError(refusal(target, glob, sorted(s.addressing for s in repo.index.stages)))
+                stages = repo.index.stages
+                # A stage of the root dvc.yaml that runs in another folder belongs to a study run with the main one.
+                places = study_prefixes((s.addressing, s.wdir != repo.root_dir) for s in stages)
+                raise UserError(refusal(target, glob, sorted(s.addressing for s in stages), places))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

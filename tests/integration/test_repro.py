@@ -23,8 +23,9 @@ BNBENCH = Path(sys.executable).parent / "bnbench"
 def repo(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("repro") / "repo"
     copy_repo(root)
-    (root / "results").mkdir()
-    (root / "results" / "preflight.json").write_text("{}")  # what fetch reads: its dry run needs it there
+    (root / "results" / "code").mkdir(parents=True)
+    for name in ("preflight.json", "code/fetch.json"):  # what fetch reads: its dry run needs them there
+        (root / "results" / name).write_text("{}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "BNBENCH_"))}
     env["PYTHONPATH"] = str(root)  # the copy's package
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
