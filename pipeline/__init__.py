@@ -1,8 +1,9 @@
 """bnbench: a reproducible benchmark of batch normalization, activations and dropout.
 
 The package by role (docs/architecture.md has a line per module):
-- stage command lines, where dvc.yaml calls them: fetch, prepare, train, train_code, choose, report
-  (pipeline/report/__main__.py), and the generator of the dvc.yaml files, dvcfile;
+- stage command lines, where dvc.yaml calls them: preflight, stage_code, fetch, prepare, train_code, train,
+  choose, report (pipeline/report/__main__.py), and the generator of the dvc.yaml files, dvcfile;
+- the commands besides dvc's (pipeline/cli.py): new_study, repro;
 - study/: the settings (schema, overlays, axes), the cells, the generated pipeline, the chosen rates;
 - cell/: one cell, from its settings to its outputs: models, training, probes, checkpoints;
 - data/: dataset descriptors, download and verification, parsers, the prepared arrays;

@@ -31,6 +31,7 @@ COMMANDS = {
     "new-study": Command("pipeline.new_study", "write studies/NAME/params.yaml and generate its dvc.yaml"),
     "generate": Command("pipeline.dvcfile", "write every study's dvc.yaml from its params (--check: only check)"),
     "run": Command("pipeline.runner.__main__", "train a study's out-of-date cells in warm workers; DVC as after repro"),
+    "repro": Command("pipeline.repro", "dvc repro, after refusing a target or --glob pattern that names no stage"),
     "sync": Command("pipeline.tracking.sync", "deliver the runs a tracking server missed to MLflow"),
     "lock-digest": Command("pipeline.report.lockfile", "print the digest of a dvc.lock the report shows"),
 }

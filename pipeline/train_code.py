@@ -8,14 +8,14 @@ Run:    python -m pipeline.train_code --out results/code/train.json
 Why: a study has hundreds of cell stages. Each depending on every module it imports would list
 the same two dozen files hundreds of times in dvc.lock (2.5 MB for the default study), and a no-op
 `dvc repro` would spend most of its time reading them back. The cells depend on this one file, and
-this stage on the modules: a change to the cells' code re-runs this stage, the new digest makes the
-cells stale; a change anywhere else re-runs no cell.
+this stage on the folder pipeline/ (one dependency, one `dvc exp show` column): any change there
+re-runs this stage, a second's work; only a change to the cells' code gives a new digest and makes
+the cells stale.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -23,15 +23,11 @@ from pathlib import Path
 
 from pipeline.errors import run_cli
 from pipeline.repo import repo_root
-from pipeline.study.code import cell_code
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+from pipeline.study.code import cell_code, digest
 
 
 def code_digest(root: Path) -> dict:
-    return {"files": {name: _md5(root / name) for name in cell_code(root)}}
+    return digest(root, cell_code(root))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

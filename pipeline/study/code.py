@@ -9,17 +9,31 @@ They depend on `cell_code`: the modules of pipeline/cell/ and what those import 
 schema, axes and cells, data reading, errors), and nothing else. The stage command
 (pipeline/train.py) hands a cell its tracker; pipeline/cell/ never imports tracking, the runner
 or the report (tests/unit/test_layout.py), so a fix there leaves every cell up to date.
+
+No stage lists these files in dvc.yaml: a stage depends on one digest of its code (`digest`, an md5
+per file), written by a digest stage (pipeline/train_code.py for the cells, pipeline/stage_code.py
+for the other kinds, STAGE_ENTRIES), which itself depends on the folder pipeline/ whole. DVC makes
+a `dvc exp show` column of every dependency: one folder and a few digests instead of every module.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 from pathlib import Path
 
 PACKAGE = "pipeline"
 CELL_PACKAGE = "pipeline/cell"
 # Files a module reads at run time that no import shows.
 DATA_FILES = {"pipeline/report/render.py": ["pipeline/report/templates"]}
+# The kinds of stage besides the cells and the checks, by the entry point their command runs: each kind's
+# stages depend on results/code/<kind>.json, the digest of code_deps(entry) (pipeline/stage_code.py).
+STAGE_ENTRIES = {
+    "fetch": "pipeline.fetch",
+    "prepare": "pipeline.prepare",
+    "choose": "pipeline.choose",
+    "report": "pipeline.report.__main__",
+}
 
 
 def _module_file(root: Path, module: str) -> Path | None:
@@ -66,6 +80,16 @@ def code_deps(root: Path, entry: str) -> list[str]:
     files = {_module_file(root, m).relative_to(root).as_posix() for m in seen}
     files |= {extra for f in list(files) for extra in DATA_FILES.get(f, [])}
     return sorted(files)
+
+
+def digest(root: Path, names: list[str]) -> dict:
+    """An md5 per file (a folder's files one by one, sorted): what a digest stage writes, {"files": {name: md5}}."""
+    files = {}
+    for name in names:
+        path = root / name
+        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            files[file.relative_to(root).as_posix()] = hashlib.md5(file.read_bytes()).hexdigest()
+    return {"files": files}
 
 
 def cell_code(root: Path) -> list[str]:

@@ -4,26 +4,32 @@ A study is the repository root (the main study: params.yaml) or a folder
 studies/<name>/ whose params.yaml is an overlay: only the keys it changes, laid
 over the root params.yaml. For every study this writes its dvc.yaml:
 
-    fetch     (main study only) one stage per known dataset; every study shares data/raw/
-    prepare   one stage per dataset of the study's matrix
-    train     one stage per cell, train@<cell name>, with the cell as its one argument
-    sweep     (a study with `sweep:`) one stage per configuration x rate x sweep seed,
-              sweep@<configuration>-learning_rate_<rate>-<seed>, into results/sweep/cells/
-    choose    (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
-    tuned     (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
-              rate (chosen.json is a dependency), into results/tuned/
-    report    the study's page (with `sweep:` it also reads the sweep cells and writes reports/sweep.csv)
+    preflight   (main study only) every study's params and dvc.yaml checked, before anything else
+    stage-code  (main study only) the code of fetch, prepare, choose and report, a digest each
+    fetch       (main study only) one stage per known dataset; every study shares data/raw/
+    prepare     one stage per dataset of the study's matrix
+    train-code  the cells' code, one digest
+    train       one stage per cell, train@<cell name>, with the cell as its one argument
+    sweep       (a study with `sweep:`) one stage per configuration x rate x sweep seed,
+                sweep@<configuration>-learning_rate_<rate>-<seed>, into results/sweep/cells/
+    choose      (likewise) the rate of each configuration, from the sweep: results/sweep/chosen.json
+    tuned       (likewise) one stage per cell, tuned@<cell name>, at its configuration's chosen
+                rate (chosen.json is a dependency), into results/tuned/
+    report      the study's page (with `sweep:` it also reads the sweep cells and writes reports/sweep.csv)
 
 A study under studies/ marked `study.runs_with_main: true` has no dvc.yaml of its own:
 its stages go into the root dvc.yaml, named `<study>-<stage>` (`article000-train@<cell>`),
 each with `wdir: studies/<study>`, so that a plain `dvc repro` runs it and its outputs
 still land in its folder. DVC allows an output in one dvc.yaml only: one place each.
 
-Each stage depends on its code (pipeline/study/code.py: the modules its entry point imports;
-for the cells, through the stage train-code, the modules that decide their outputs), on the
-params sections it reads, and on its data. The report stage also depends on the params files
-themselves: any edit to them re-runs it (seconds), and it refuses to run from a dvc.yaml those
-params no longer give, naming the command that fixes it. The command that writes the files is
+Each stage depends on its code, on the params sections it reads, and on its data. Its code is one
+digest file: results/code/<kind>.json, written by the main pipeline's stage stage-code, for fetch,
+prepare, choose and report (the modules their entry point imports), and each study's
+results/code/train.json, written by its stage train-code, for the cells (the modules that decide
+their outputs): pipeline/study/code.py. The digest stages and preflight depend on the folder
+pipeline/ whole, so that DVC shows one column for the code where it showed one per module. The
+report stage also depends on the params files themselves: any edit to them re-runs it (seconds),
+and it refuses to run from a dvc.yaml those params no longer give, naming the command that fixes it. The command that writes the files is
 pipeline/dvcfile.py.
 """
 
@@ -39,7 +45,7 @@ from pipeline.data.datasets import DATASETS
 from pipeline.errors import UserError
 from pipeline.repo import repo_root
 from pipeline.study.cells import expand_matrix, expand_sweep
-from pipeline.study.code import cell_code, code_deps
+from pipeline.study.code import STAGE_ENTRIES
 from pipeline.study.params import load_params
 
 STUDIES = "studies"
@@ -49,6 +55,9 @@ CHOSEN = "results/sweep/chosen.json"  # the learning rate chosen per configurati
 SWEEP_CELLS = "results/sweep/cells"  # one folder per sweep run, read by choose and by the report
 SWEEP_CSV = "reports/sweep.csv"  # the report's table of the sweep runs
 TRAIN_CODE = "results/code/train.json"  # the cells' code as one digest (pipeline/train_code.py)
+STAGE_CODE = "results/code"  # <kind>.json: the code of every other kind of stage (pipeline/stage_code.py)
+# The digest stages' one code dependency: the folder, one `dvc exp show` column (.dvcignore leaves bytecode out).
+CODE = "pipeline"
 PREFLIGHT = "results/preflight.json"  # every study checked before anything downloads (pipeline/preflight.py)
 # DVC's views of every study, in two folders at the root that git keeps (each holds a README that
 # .dvcignore hides from DVC): metrics/<study>.json, the headline answers, and curves/<study>_<dataset>.csv,
@@ -135,7 +144,7 @@ def preflight_stage(root: Path) -> dict:
     files = [(study / "params.yaml").relative_to(root).as_posix() for study in study_dirs(root)]
     return {
         "cmd": f"python -m pipeline.preflight --out {PREFLIGHT}",
-        "deps": [*code_deps(root, "pipeline.preflight"), *files],
+        "deps": [CODE, *files],
         "outs": [PREFLIGHT],
     }
 
@@ -150,17 +159,23 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     view = MAIN_VIEW if not up else study.name
     with_params = " ".join(f"--params {f}" for f in files)
 
-    def code(entry: str) -> list[str]:
-        return [up + f for f in code_deps(root, entry)]
+    def code(kind: str) -> str:
+        return f"{up}{STAGE_CODE}/{kind}.json"
 
     stages: dict = {}
     if not up:
         stages["preflight"] = preflight_stage(root)
+        # Every study's fetch, prepare, choose and report depend on these digests (preflight first, as below).
+        stages["stage-code"] = {
+            "cmd": f"python -m pipeline.stage_code --out {STAGE_CODE}",
+            "deps": [CODE, PREFLIGHT],
+            "outs": [code(kind) for kind in STAGE_ENTRIES],
+        }
         stages["fetch"] = {
             "foreach": sorted(DATASETS),
             "do": {
                 "cmd": "python -m pipeline.fetch --dataset ${item} --out data/raw/${item}",
-                "deps": [*code("pipeline.fetch"), PREFLIGHT],
+                "deps": [code("fetch"), PREFLIGHT],
                 "outs": ["data/raw/${item}"],
             },
         }
@@ -170,7 +185,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
         "do": {
             "cmd": f"python -m pipeline.prepare {with_params} --dataset ${{item}} "
             f"--raw {up}data/raw/${{item}} --out data/prepared/${{item}}",
-            "deps": [*code("pipeline.prepare"), f"{up}data/raw/${{item}}"],
+            "deps": [code("prepare"), f"{up}data/raw/${{item}}"],
             "params": _params_deps(contents, ["prepare"]),
             "outs": ["data/prepared/${item}"],
         },
@@ -180,7 +195,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
     stages["train-code"] = {
         "cmd": f"python -m pipeline.train_code --out {TRAIN_CODE}",
         # preflight: every stage of every study lies downstream of the check (its output never changes the digest)
-        "deps": [*sorted({*(up + f for f in cell_code(root)), *code("pipeline.train_code")}), up + PREFLIGHT],
+        "deps": [up + CODE, up + PREFLIGHT],
         "outs": [TRAIN_CODE],
     }
     stages["train"] = {
@@ -207,7 +222,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
         }
         stages["choose"] = {
             "cmd": f"python -m pipeline.choose {with_params} --sweep results/sweep/cells --out {CHOSEN}",
-            "deps": [*code("pipeline.choose"), "results/sweep/cells"],
+            "deps": [code("choose"), "results/sweep/cells"],
             "params": _params_deps(contents, ["matrix", "sweep"]),
             "outs": [CHOSEN],
         }
@@ -235,7 +250,7 @@ def pipeline_definition(root: Path, study: Path) -> dict:
         # The params files whole: a section an overlay gains is no params dep of any stage until the
         # pipeline is regenerated; this makes the report run, find the pipeline stale and say so.
         "deps": [
-            *code("pipeline.report.__main__"),
+            code("report"),
             *files,
             "results/cells",
             *([SWEEP_CELLS, "results/tuned", CHOSEN] if tuned else []),
@@ -317,6 +332,6 @@ def ensure_current(study: Path | None = None) -> None:
     expected = render(root, study) if has_own_pipeline(root, study) else None
     if path.is_file() and path.read_text(encoding="utf-8") != expected:
         raise UserError(
-            f"{path} is out of date with the study's params (a changed matrix, overlay or import); "
+            f"{path} is out of date with the study's params (a changed matrix or overlay); "
             f"run `{GENERATOR}` in {repo_root(study)}, then `dvc repro` again"
         )

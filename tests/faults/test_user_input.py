@@ -1,5 +1,6 @@
 """What a user types or sets, through the command a user runs: a mirror given as a file:// URL, a new study's
-name, an overlay without a name, and a CPU machine whose TensorFlow probes for CUDA.
+name, a `bnbench repro --glob` pattern that matches no stage, an overlay without a name, and a CPU machine
+whose TensorFlow probes for CUDA.
 
 Each bad input gets one line naming the problem and the fix, exit 1, and nothing written; a good one works.
 """
@@ -167,6 +168,15 @@ def test_a_new_study_that_cannot_be_is_refused(repo, name, needles):
     before = _tree(repo / "studies")
     _one_line(_bnbench(repo, "new-study", name), *needles)
     assert _tree(repo / "studies") == before
+
+
+@fault("study", "bnbench repro --glob with a pattern that matches no stage (a typo: 'artcle001-*')",
+       "exit 1; one line naming the nearest stages; DVC never runs, nothing downloaded or recorded")  # fmt: skip
+def test_a_glob_that_matches_no_stage_is_refused_before_dvc_runs(repo):
+    done = _bnbench(repo, "repro", "--glob", "artcle001-*")
+    _one_line(done, "--glob 'artcle001-*' matches no stage", "nearest: article001-")
+    assert "Running stage" not in done.stdout
+    assert not (repo / "data").exists() and not (repo / "dvc.lock").exists()
 
 
 @fault("study", "an overlay without study.name in a folder whose name cannot make one ('my study')",

@@ -18,6 +18,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from pipeline.study.axes import set_dotted
+from pipeline.study.code import STAGE_ENTRIES
 from tests.helpers import dvc, regenerate_pipeline
 from tools.repo_copy import copy_repo
 
@@ -45,6 +46,8 @@ def finished(tmp_path_factory):
     (repo / "data/raw/cifar10").mkdir(parents=True)  # the download
     (repo / "data/raw/cifar10/x").write_text("x")
     (repo / "results/preflight.json").write_text("{}")  # the check of every study before anything runs
+    for kind in STAGE_ENTRIES:  # the code digests of every kind of stage but the cells
+        (repo / f"results/code/{kind}.json").write_text("{}")
     dvc(repo, env, "commit", "--force", *(stage for stage, _, _ in CELLS.values()))
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], cwd=repo, check=True)
@@ -94,7 +97,8 @@ def test_a_claim_study_s_report_target_runs_that_study_and_its_upstream_only(fin
     repo, env = finished
     dry = dvc(repo, env, "repro", "--dry", "article001-report").stdout
     ran = re.findall(r"Running stage '([^']+)'", dry)
-    # the check of every study and its data's download (both shared), and its own stages: never another study's cell
+    # the check of every study, the code digests and its data's download (all shared), and its own stages: never
+    # another study's cell
     assert "article001-report" in ran and "fetch@cifar10" in ran
-    assert {s for s in ran if not s.startswith("article001-")} == {"preflight", "fetch@cifar10"}, ran
+    assert {s for s in ran if not s.startswith("article001-")} == {"preflight", "stage-code", "fetch@cifar10"}, ran
     assert "article001-train@cifar10-relu-off-0.0-0" not in ran  # its finished cell stays done

@@ -10,8 +10,9 @@ from ruamel.yaml import YAML
 
 from pipeline import dvcfile
 from pipeline.errors import UserError
+from pipeline.stage_code import stage_digests
 from pipeline.study import generate
-from pipeline.study.code import cell_code, code_deps
+from pipeline.study.code import STAGE_ENTRIES, cell_code, code_deps
 from tests.helpers import REPO
 from tools.repo_copy import copy_repo
 
@@ -64,24 +65,31 @@ def _cell_code_files() -> set[Path]:
     return {file for module in CELL_MODULES for file in _imported_files(f"pipeline.cell.{module.stem}")}
 
 
+# The stages that depend on the folder pipeline/ whole: the check, and the digests every other stage depends on.
+DIGEST_ENTRIES = {"pipeline.preflight", "pipeline.train_code", "pipeline.stage_code"}
+
+
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_each_stage_depends_on_every_project_module_its_entry_point_imports(study):
-    stages = {name: _definitions(stage) for name, stage in _stages(study).items()}
-    # A cell's code reaches it through the digest that the train-code stage of its folder writes.
-    digest_stage = {d.get("wdir", "."): d for d in stages.values() if d.get("outs") == [generate.TRAIN_CODE]}
-    for name, definition in stages.items():
+    digests = {f"{generate.STAGE_CODE}/{kind}.json": files["files"] for kind, files in stage_digests(REPO).items()}
+    digests[generate.TRAIN_CODE] = set(cell_code(REPO))
+    for name, definition in ((n, _definitions(s)) for n, s in _stages(study).items()):
         entry = definition["cmd"].split()[2]  # python -m <entry> ...
         entry = "pipeline.report.__main__" if entry == "pipeline.report" else entry
-        where = study / definition.get("wdir", ".")  # a study run with the main one: paths from its folder
-        code = definition["deps"]
-        if generate.TRAIN_CODE in code:
-            code = digest_stage[definition.get("wdir", ".")]["deps"]
-        deps = [(where / d).resolve() for d in code if "pipeline" in Path(d).parts]
-        assert all(d.exists() for d in deps), f"{name}: a code dependency does not exist"
+        deps = [(study / definition.get("wdir", ".") / d).resolve() for d in definition["deps"]]
+        assert not any(d.suffix == ".py" for d in deps), f"{name}: a module listed in dvc.yaml"
+        if entry in DIGEST_ENTRIES:
+            assert REPO / "pipeline" in deps, name
+            continue
+        # Any other stage's code reaches it through one digest: its kind's, or the cells' (in its study's folder).
+        digest = [d for d in deps if d.parent.name == "code" and d.parent.parent.name == "results"]
+        assert len(digest) == 1, f"{name}: {digest}"
+        key = digest[0].parent.parent.name + "/code/" + digest[0].name
+        assert key == generate.TRAIN_CODE or STAGE_ENTRIES[digest[0].stem] == entry, name
         # A cell's code is what decides its outputs (pipeline/cell/ and its imports), not its stage command's.
-        imported = _cell_code_files() if generate.TRAIN_CODE in definition["deps"] else _imported_files(entry)
+        imported = _cell_code_files() if key == generate.TRAIN_CODE else _imported_files(entry)
         for file in imported:
-            assert any(file == d or d in file.parents for d in deps), f"{name}: {file.relative_to(REPO)} not in deps"
+            assert file.relative_to(REPO).as_posix() in digests[key], f"{name}: {file.relative_to(REPO)} not digested"
 
 
 def test_the_finder_sees_an_import_inside_a_function():
@@ -220,19 +228,27 @@ def test_a_module_change_is_seen_by_the_stages_that_import_it(repo_copy):
     assert all("pipeline/layer_names.py" not in deps[name] for name in ("fetch", "prepare", "report"))
 
 
-@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
-def test_the_report_depends_on_its_page_template(study):
-    # Read at run time, not imported: no import shows it, so the generator must name it.
-    deps = [(study / d).resolve() for d in _stages(study)["report"]["deps"]]
-    assert REPO / "pipeline" / "report" / "templates" in deps
+def test_the_reports_digest_covers_its_page_template():
+    # Read at run time, not imported: no import shows it, so the code rule must name it, and the digest read it.
+    files = stage_digests(REPO)["report"]["files"]
+    templates = REPO / "pipeline" / "report" / "templates"
+    assert {p.relative_to(REPO).as_posix() for p in templates.rglob("*") if p.is_file()} <= set(files)
+
+
+def test_a_kinds_digest_changes_with_its_own_code_only(repo_copy):
+    before = stage_digests(repo_copy)
+    figures = repo_copy / "pipeline" / "report" / "figures.py"
+    figures.write_text(figures.read_text() + "\n# a change only the report imports\n")
+    after = stage_digests(repo_copy)
+    assert {kind for kind in before if after[kind] != before[kind]} == {"report"}
 
 
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_cells_depend_on_one_digest_of_their_code_and_it_on_every_module(study):
     stages = _stages(study)
     up = "" if study == REPO else "../../"
-    modules = {up + f for f in {*cell_code(REPO), *code_deps(REPO, "pipeline.train_code")}}
-    assert set(stages["train-code"]["deps"]) == modules | {up + generate.PREFLIGHT}  # and after the check
+    # the code as one folder (the digest picks the cells' files from it), and after the check
+    assert stages["train-code"]["deps"] == [up + generate.CODE, up + generate.PREFLIGHT]
     assert stages["train-code"]["outs"] == [generate.TRAIN_CODE]
     for name in ("train", "sweep", "tuned"):
         if name in stages:
@@ -263,9 +279,10 @@ def test_the_preflight_stage_comes_first_and_reads_every_study():
     assert {
         f"{s.relative_to(REPO).as_posix()}/params.yaml".removeprefix("./") for s in generate.study_dirs(REPO)
     } <= set(preflight["deps"])
-    assert set(code_deps(REPO, "pipeline.preflight")) <= set(preflight["deps"])
-    # Everything else lies downstream of it: the data through fetch, the cells' code digest in every study.
+    assert generate.CODE in preflight["deps"]
+    # Everything else lies downstream of it: the data through fetch, the code digests in every study.
     assert generate.PREFLIGHT in root["fetch"]["do"]["deps"]
+    assert generate.PREFLIGHT in root["stage-code"]["deps"]
     for study in STUDIES:
         for name, stage in _stages(study).items():
             if name.endswith("train-code"):

@@ -234,7 +234,7 @@ def test_a_sweep_study_gets_sweep_choose_and_tuned_stages(repo_copy):
     # (so no sweep key of the main study's decides it)
     assert {"../../params.yaml": ["train"]} in sweep["do"]["params"] and "sweep" in sweep["do"]["params"]
     assert chosen["outs"] == ["results/sweep/chosen.json"] and "results/sweep/cells" in chosen["deps"]
-    assert "../../pipeline/choose.py" in chosen["deps"] and "../../pipeline/study/choice.py" in chosen["deps"]
+    assert "../../results/code/choose.json" in chosen["deps"]  # its code: the digest of pipeline.choose's modules
     assert sorted(tuned["foreach"]) == sorted(
         f"fashion_mnist-relu-{bn}-0.0-{s}" for bn in ("off", "post") for s in (1, 2)
     )
