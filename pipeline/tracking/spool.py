@@ -4,8 +4,9 @@ Everything a cell sends to its run (params, metrics, tags, datasets, artifacts, 
 a journal, `<repo>/.bnbench/tracking-spool/<run id>/journal.jsonl`: one JSON line per entry,
 each with its own id, written and synced to disk before it is sent (artifacts are copied into
 the run's folder). An entry sent is recorded in `delivered.txt` beside it. So a server that
-vanishes mid-cell costs no data: what it missed stays in the journal and goes at a later log
-call, at the cell's end, or with `python -m pipeline.tracking.sync`. Once everything, the run's
+vanishes mid-cell costs no data: what it missed stays in the journal and goes after a later log
+call (the cell's delivery thread, pipeline/tracking/delivery.py), at the cell's end, or with
+`python -m pipeline.tracking.sync`. Once everything, the run's
 end included, is delivered, the run's folder goes.
 
 Delivering an entry twice (a crash between sending it and recording it) adds nothing: a metric
