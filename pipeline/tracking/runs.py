@@ -161,8 +161,8 @@ class CellRun:
     """What a training cell logs to MLflow while it runs, and when it ends.
 
     Each call journals its data (the run's spool, synced to disk before the call returns) and leaves
-    the delivery to the run's delivery thread (pipeline/tracking/delivery.py): a slow or failing
-    store costs training nothing, and never raises into it.
+    the delivery to the run's delivery thread (pipeline/tracking/delivery.py): training never waits
+    for a slow or failing store, and nothing it raises reaches training.
     """
 
     def __init__(self, client: MlflowClient, spool: RunSpool):
@@ -175,8 +175,8 @@ class CellRun:
         self.delivery.request()
 
     def log_steps(self, steps) -> None:
-        """The per-step training loss as `curves/train_loss_step`, at most a few hundred points
-        (pipeline/tracking/step_losses.py); every step is in the run's artifact steps.csv."""
+        """The per-step training loss as `curves/train_loss_step`, at most 500 points (the first steps,
+        then window means: pipeline/tracking/step_losses.py); every step is in the run's artifact steps.csv."""
         now = now_ms()
         self.spool.add_metrics([(STEP_LOSS_METRIC, loss, now, step) for step, loss in step_loss_points(steps)])
         self.delivery.request()
