@@ -7,8 +7,9 @@ shares (pipeline/tracking/parent.py). `MlflowTracker` is what the train stage ha
 (pipeline/cell/run.py: Tracker): the cell's code never imports this package.
 
 A server that stops answering while a cell trains does not stop the cell: what the run logs goes
-through a journal on disk first (pipeline/tracking/spool.py) and reaches the server when it is
-back, at the cell's end at the latest, or with `python -m pipeline.tracking.sync`.
+through a journal on disk first (pipeline/tracking/spool.py) and reaches the server from a thread of
+its own (pipeline/tracking/delivery.py) when it is back, at the cell's end at the latest, or with
+`python -m pipeline.tracking.sync`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import math
 import os
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -39,9 +39,11 @@ from pipeline.study.cells import Cell
 from pipeline.study.schema import CellSettings, Params
 from pipeline.tracking import parent
 from pipeline.tracking.datasets import split_datasets
+from pipeline.tracking.delivery import Delivery
 from pipeline.tracking.names import STEP_LOSS_METRIC, curve_key, run_name, summary_key
 from pipeline.tracking.settings import URI_ENV, TrackingSettings, is_server
 from pipeline.tracking.spool import RunSpool, now_ms
+from pipeline.tracking.step_losses import step_loss_points
 
 HEALTH_TIMEOUT_S = 5
 SYSTEM_METRICS_INTERVAL_S = 5
@@ -57,8 +59,6 @@ HTTP_BOUNDS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
 }
 MODEL_FILE = "model.keras"  # train.log_model: the file Keras' `model.save` writes, and `keras.saving.load_model` reads
-# After a failed delivery, log calls leave the server alone this long (the cell's end tries anyway).
-RETRY_INTERVAL_S = 30
 
 
 @contextmanager
@@ -160,42 +160,26 @@ def prepare_study(tracking: TrackingSettings, params: Params) -> str:
 class CellRun:
     """What a training cell logs to MLflow while it runs, and when it ends.
 
-    Each call journals its data (the run's spool) and then delivers what is pending; a delivery
-    that fails leaves it there for later, and never raises into training.
+    Each call journals its data (the run's spool, synced to disk before the call returns) and leaves
+    the delivery to the run's delivery thread (pipeline/tracking/delivery.py): training never waits
+    for a slow or failing store, and nothing it raises reaches training.
     """
 
     def __init__(self, client: MlflowClient, spool: RunSpool):
-        self.client = client
         self.spool = spool
         self.run_id = spool.run_id
-        self.undelivered: Exception | None = None  # the last delivery's failure, None once all went
-        self.retry_pause_s = RETRY_INTERVAL_S
-        self._failed_at: float | None = None
-
-    def _deliver(self, final: bool = False) -> None:
-        if not final and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_pause_s:
-            return
-        try:
-            self.spool.deliver(self.client)
-            self.undelivered, self._failed_at = None, None
-        except Exception as error:  # whatever the store raised (HTTP, SQL, file): the journal keeps the entry
-            self.undelivered, self._failed_at = error, time.monotonic()
+        self.delivery = Delivery(spool, client)
 
     def log_params(self, params: dict) -> None:
         self.spool.add_params({name: str(value) for name, value in params.items()})
-        self._deliver()
+        self.delivery.request()
 
     def log_steps(self, steps) -> None:
-        """Each step's training loss as `curves/train_loss_step` at its step, in batches (not one call per step)."""
+        """The per-step training loss as `curves/train_loss_step`, at most 500 points (the first steps,
+        then window means: pipeline/tracking/step_losses.py); every step is in the run's artifact steps.csv."""
         now = now_ms()
-        self.spool.add_metrics(
-            [
-                (STEP_LOSS_METRIC, float(loss), now, int(step))
-                for step, loss in zip(steps["step"], steps["train_loss"], strict=True)
-                if math.isfinite(loss)
-            ]
-        )
-        self._deliver()
+        self.spool.add_metrics([(STEP_LOSS_METRIC, loss, now, step) for step, loss in step_loss_points(steps)])
+        self.delivery.request()
 
     def log_eval(self, row: dict) -> None:
         """One evaluation's columns at its step, under their sections (pipeline/tracking/names.py)."""
@@ -203,7 +187,7 @@ class CellRun:
         metrics["epoch"] = row["epoch"]
         now, step = now_ms(), int(row["step"])
         self.spool.add_metrics([(curve_key(key), float(value), now, step) for key, value in metrics.items()])
-        self._deliver()
+        self.delivery.request()
 
     def finish(self, summary: dict, target_metrics: dict, artifacts: list[Path]) -> None:
         """Logs the cell's summary and times to target as measured elsewhere (one point each, under `summary/`
@@ -218,7 +202,7 @@ class CellRun:
         self.spool.add_tags({"bnbench.outcome": summary["outcome"]})
         for path in artifacts:
             self.spool.add_artifact(path)
-        self._deliver()
+        self.delivery.request()
 
     def log_model(self, model) -> None:
         """The trained Keras model as the run's artifact model.keras (architecture, weights, optimizer state).
@@ -230,17 +214,18 @@ class CellRun:
             path = Path(folder) / MODEL_FILE
             model.save(path)
             self.spool.add_artifact(path)  # a copy, journaled: it reaches the server like the other files
-        self._deliver()
+        self.delivery.request()
 
     def end(self, status: str) -> None:
-        """The run's final status, a last delivery, and one warning line if the server did not take it all."""
+        """The run's final status after everything logged before it, and one warning line if the server did not take it all."""
+        self.delivery.close()  # its pass under way ends first: from here on, this thread delivers
         self.spool.add_end(status, now_ms())
-        self._deliver(final=True)
+        undelivered = self.delivery.deliver()  # past any pause after a failure: the last chance before the sync
         self.spool.unlock()
-        if self.undelivered is not None:
+        if undelivered is not None:
             print(
                 f"bnbench: warning: the MLflow tracking server at {self.spool.tracking_uri} did not take all of run "
-                f"{self.run_id} ({self.spool.label}): {one_line(self.undelivered)}. The rest is kept in "
+                f"{self.run_id} ({self.spool.label}): {one_line(undelivered)}. The rest is kept in "
                 f"{self.spool.folder}; deliver it with `{SYNC_COMMAND}` once the server answers.",
                 file=sys.stderr,
                 flush=True,
@@ -325,9 +310,9 @@ def track_cell(
             ) from None
         label = cell.name if lr_policy == "fixed" else f"{lr_policy}-{cell.name}"  # as its DVC stage names it
         spool = RunSpool.create(tracking.spool_dir, run_id, uri, label, experiment_id, tags["bnbench.study_key"])
-        run = CellRun(client, spool)
         monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, tracking_uri=uri)
         monitor.start()
+        run = CellRun(client, spool)  # its delivery thread starts here, and stops in run.end below
         status = "FAILED"
         try:
             run.log_params(

@@ -4,8 +4,9 @@ Everything a cell sends to its run (params, metrics, tags, datasets, artifacts, 
 a journal, `<repo>/.bnbench/tracking-spool/<run id>/journal.jsonl`: one JSON line per entry,
 each with its own id, written and synced to disk before it is sent (artifacts are copied into
 the run's folder). An entry sent is recorded in `delivered.txt` beside it. So a server that
-vanishes mid-cell costs no data: what it missed stays in the journal and goes at a later log
-call, at the cell's end, or with `python -m pipeline.tracking.sync`. Once everything, the run's
+vanishes mid-cell costs no data: what it missed stays in the journal and goes after a later log
+call (the cell's delivery thread, pipeline/tracking/delivery.py), at the cell's end, or with
+`python -m pipeline.tracking.sync`. Once everything, the run's
 end included, is delivered, the run's folder goes.
 
 Delivering an entry twice (a crash between sending it and recording it) adds nothing: a metric
@@ -179,25 +180,30 @@ class RunSpool:
     def deliver(self, client: MlflowClient) -> int:
         """Send the pending entries in order, recording each; raises at the first the store refuses.
 
-        Returns how many were sent. When the run has ended and nothing is left, its folder goes.
+        Consecutive metric entries go together, up to MAX_METRICS per call: a cell journals one entry
+        per evaluation, and one call per entry would cost a store round trip each. Returns how many
+        entries were sent. When the run has ended and nothing is left, its folder goes.
         """
         sent = 0
-        for entry in self.pending():
-            self._send(client, entry)
-            _append_synced(self.folder / "delivered.txt", str(entry["id"]))
-            sent += 1
+        for group in _calls(self.pending()):
+            self._send(client, group)
+            # recorded after the call: a crash in between sends the group again, which adds nothing
+            _append_synced(self.folder / "delivered.txt", "\n".join(str(entry["id"]) for entry in group))
+            sent += len(group)
         if self.ended() and not self.pending():
             shutil.rmtree(self.folder)
         return sent
 
-    def _send(self, client: MlflowClient, entry: dict) -> None:
-        run_id = self.run_id
-        if "params" in entry:
+    def _send(self, client: MlflowClient, group: list[dict]) -> None:
+        run_id, entry = self.run_id, group[0]
+        if "metrics" in entry:
+            metrics = [
+                Metric(key, value, timestamp, step) for e in group for key, value, timestamp, step in e["metrics"]
+            ]
+            client.log_batch(run_id, metrics=metrics, synchronous=True)
+        elif "params" in entry:
             params = [Param(key, value) for key, value in entry["params"].items()]
             client.log_batch(run_id, params=params, synchronous=True)
-        elif "metrics" in entry:
-            metrics = [Metric(key, value, timestamp, step) for key, value, timestamp, step in entry["metrics"]]
-            client.log_batch(run_id, metrics=metrics, synchronous=True)
         elif "tags" in entry:
             client.log_batch(
                 run_id, tags=[RunTag(key, value) for key, value in entry["tags"].items()], synchronous=True
@@ -216,6 +222,23 @@ class RunSpool:
             parent.settle(client, self.experiment_id, entry["settle"])
         else:
             raise ValueError(f"{self.folder / 'journal.jsonl'}: entry {entry['id']} is of no known kind")
+
+
+def _calls(entries: list[dict]) -> Iterator[list[dict]]:
+    """The entries in order, one store call each: runs of metric entries merged up to MAX_METRICS, others alone."""
+    group: list[dict] = []
+    count = 0
+    for entry in entries:
+        if group and ("metrics" not in entry or count + len(entry["metrics"]) > MAX_METRICS):
+            yield group
+            group, count = [], 0
+        if "metrics" in entry:
+            group.append(entry)
+            count += len(entry["metrics"])
+        else:
+            yield [entry]
+    if group:
+        yield group
 
 
 def spooled_runs(spool_dir: Path) -> Iterator[RunSpool]:

@@ -6,9 +6,11 @@
   then waits for <control>/resume-training.
 - When training is over, before the summary and the output files are logged: writes
   <control>/trained, then waits for <control>/resume-finish (create it first to pass straight on).
-  From there on the cell retries a failed delivery at its next log call, as it does once its
-  pause after a failure (30 s) is over.
-- Before the run is ended: writes <control>/logged, then waits for <control>/resume-end.
+  From there on the run's delivery thread retries a failed delivery at the next log call, as it
+  does once its pause after a failure (30 s) is over.
+- Before the run is ended: stops the delivery thread once it has served every log call's request
+  (the end's own delivery, past the pause, would hide a thread that never retries), writes
+  <control>/logged, then waits for <control>/resume-end.
 
 So a test can kill the tracking server once the run exists and bring it back (or not) before the
 cell ends, by construction rather than by timing. Its exit status and output are the stage's.
@@ -47,10 +49,11 @@ def hold(control: Path) -> None:
     def held_finish(self, summary, target_metrics, artifacts):
         (control / "trained").write_text(self.run_id)
         wait_for(control / "resume-finish")
-        self.retry_pause_s = 0
+        self.delivery.retry_pause_s = 0
         finish(self, summary, target_metrics, artifacts)
 
     def held_end(self, status):
+        self.delivery.close()  # its last pass is a log call's, not a flush: end() closes it again, a no-op
         (control / "logged").write_text(self.run_id)
         wait_for(control / "resume-end")
         end(self, status)

@@ -33,6 +33,7 @@ from pipeline.tracking import parent
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.names import curve_key, summary_key
 from pipeline.tracking.settings import read_tracking_settings
+from pipeline.tracking.step_losses import step_loss_points
 from tests.faults import tracking_writer
 from tests.helpers import REPO, MlflowServer, free_port, skip_here_fail_in_ci, write_tiny_prepared
 
@@ -342,9 +343,8 @@ def _assert_everything_once(client: MlflowClient, run_id: str, out: Path, status
         _assert_pairs(
             [(m.step, m.value) for m in client.get_metric_history(run_id, curve_key(column))], expected, column
         )
-    steps = pd.read_csv(out / "steps.csv")
     logged = [(m.step, m.value) for m in client.get_metric_history(run_id, tracking.STEP_LOSS_METRIC)]
-    _assert_pairs(logged, list(zip(steps["step"], steps["train_loss"], strict=True)), tracking.STEP_LOSS_METRIC)
+    _assert_pairs(logged, step_loss_points(pd.read_csv(out / "steps.csv")), tracking.STEP_LOSS_METRIC)
     summary = json.loads((out / "metrics.json").read_text())
     for key in ("test_accuracy", "final_val_accuracy", "train_seconds", "steps_trained"):
         logged = [(m.step, m.value) for m in client.get_metric_history(run_id, summary_key(key))]
@@ -362,8 +362,8 @@ def _assert_everything_once(client: MlflowClient, run_id: str, out: Path, status
 
 @fault(
     case="the server is killed while a cell trains and is back before the cell ends",
-    holds="the cell trains on; what the server missed arrives at the cell's next log call, each metric at its "
-    "step, once; the run is FINISHED",
+    holds="the cell trains on; what the server missed arrives from the delivery thread after the cell's next log "
+    "call, each metric at its step, once; the run is FINISHED",
 )
 def test_server_back_before_the_cell_ends(tmp_path, stage_inputs, servers, processes):
     server = servers()
@@ -374,7 +374,7 @@ def test_server_back_before_the_cell_ends(tmp_path, stage_inputs, servers, proce
     (control / "resume-finish").write_text("")
     _wait_for(control / "logged", process)  # the summary and files logged, the run not yet ended
     client = MlflowClient(server.uri)
-    _assert_everything_once(client, run_id, out, status="RUNNING")  # delivered by that log call
+    _assert_everything_once(client, run_id, out, status="RUNNING")  # delivered after that log call
     (control / "resume-end").write_text("")
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-4000:]
@@ -463,6 +463,43 @@ def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
         run.info.status == "KILLED"
         and run.data.metrics["curves/val_accuracy"] == tracking_writer.expected_evals(0)[0]["val_accuracy"]
     )
+    assert not (repo / ".bnbench" / "tracking-spool" / run_id).exists()
+
+
+@fault(
+    case="a cell is killed (SIGKILL) while its delivery thread is in a store call, everything logged",
+    holds="its journal keeps every entry; the sync delivers them all, once, and ends the run KILLED",
+)
+def test_a_cell_killed_mid_delivery_leaves_its_spool_to_the_sync(tmp_path, processes):
+    repo, control = tmp_path / "repo", tmp_path / "control"
+    (repo / ".dvc").mkdir(parents=True)  # a repository as the sync command finds one: .dvc/ and params.yaml
+    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
+    control.mkdir()
+    (control / "hold-delivery").write_text("")
+    (control / "go").write_text("")
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo)}
+    cell = processes(
+        [sys.executable, "-m", "tests.faults.tracking_writer", str(control), "0", *map(str, QUICK)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run_id = _wait_for(control / "delivering-0", cell)
+    assert _wait_for(control / "ending-0", cell) == run_id  # every log call returned while the thread was stuck
+    cell.kill()
+    cell.wait(timeout=60)
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "RUNNING" and not client.get_run(run_id).data.metrics
+    done = _sync(repo)
+    assert done.returncode == 0 and "ended KILLED" in done.stdout, done.stdout + done.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.params and run.data.tags["bnbench.outcome"] == "completed"
+    for metric in ("val_accuracy", "val_loss", "epoch"):
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, curve_key(metric)))
+        assert logged == [(row["step"], row[metric]) for row in tracking_writer.expected_evals(0)], metric
+    logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, tracking.STEP_LOSS_METRIC))
+    assert logged == step_loss_points(tracking_writer.expected_steps(0))
+    assert run.data.metrics[summary_key("test_accuracy")] == 0.0
+    assert [a.path for a in client.list_artifacts(run_id)] == ["artifact-0.txt"]
     assert not (repo / ".bnbench" / "tracking-spool" / run_id).exists()
 
 
@@ -562,8 +599,7 @@ def test_concurrent_writers_lose_nothing_and_share_one_parent(backend, tmp_path,
             logged = [(m.step, m.value) for m in client.get_metric_history(run_id, curve_key(metric))]
             expected = [(row["step"], row[metric]) for row in tracking_writer.expected_evals(index)]
             assert sorted(logged) == expected, (index, metric)
-        steps = tracking_writer.expected_steps(index)
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, tracking.STEP_LOSS_METRIC))
-        assert logged == list(zip(steps["step"], steps["train_loss"], strict=True)), index
+        assert logged == step_loss_points(tracking_writer.expected_steps(index)), index
         assert [a.path for a in client.list_artifacts(run_id)] == [f"artifact-{index}.txt"]
     assert not list((tmp_path / ".bnbench" / "tracking-spool").iterdir())

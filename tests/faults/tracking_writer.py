@@ -3,7 +3,10 @@
     python -m tests.faults.tracking_writer <control folder> <index> <params files...>
 
 With <control>/hold present, it stops after its first evaluation instead: writes <control>/held-<index>
-(the run's id) and waits to be killed, as a cell killed mid-training.
+(the run's id) and waits to be killed, as a cell killed mid-training. With <control>/hold-delivery
+present, its delivery thread stops in its first store call instead (<control>/delivering-<index>),
+and the cell, everything logged, waits for it in the run's end (<control>/ending-<index>): a cell
+killed mid-delivery.
 
 Loads the study, takes the study's cell number <index>, writes <control>/ready-<index>, waits for
 <control>/go (so that all k start together), then runs the cell's tracking as a training cell
@@ -24,6 +27,7 @@ from pipeline.study.cells import cell_settings, expand_matrix
 from pipeline.study.params import load_params
 from pipeline.tracking import runs as tracking
 from pipeline.tracking.settings import read_tracking_settings
+from pipeline.tracking.spool import RunSpool
 
 EVALS = 40
 STEPS = 1500  # two log_batch calls' worth of per-step losses
@@ -41,7 +45,24 @@ def expected_steps(index: int) -> pd.DataFrame:
     return pd.DataFrame({"step": range(1, STEPS + 1), "train_loss": [index + s / 1e4 for s in range(STEPS)]})
 
 
+def hold_delivery(control: Path, index: int) -> None:
+    send, end = RunSpool._send, tracking.CellRun.end
+
+    def held_send(self, client, group):
+        (control / f"delivering-{index}").write_text(self.run_id)
+        time.sleep(3600)
+        send(self, client, group)
+
+    def held_end(self, status):
+        (control / f"ending-{index}").write_text(self.run_id)
+        end(self, status)
+
+    RunSpool._send, tracking.CellRun.end = held_send, held_end
+
+
 def main(control: Path, index: int, files: list[Path]) -> None:
+    if (control / "hold-delivery").exists():
+        hold_delivery(control, index)
     params = load_params(*files)
     cell = expand_matrix(params)[index]
     (control / f"ready-{index}").write_text("")

@@ -7,9 +7,11 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML
 
@@ -20,7 +22,10 @@ from pipeline.tracking import runs as tracking
 from pipeline.tracking.datasets import split_digest
 from pipeline.tracking.parent import PARENT_TAG, settle
 from pipeline.tracking.settings import read_tracking_settings
+from pipeline.tracking.spool import RunSpool
+from pipeline.tracking.step_losses import MAX_POINTS, step_loss_points
 from pipeline.tracking.study_run import attach_report
+from pipeline.tracking.sync import sync_run
 from tests.helpers import REPO, free_port, write_tiny_prepared
 
 QUICK = (REPO / "params.yaml", REPO / "studies" / "quick" / "params.yaml")
@@ -120,6 +125,97 @@ def test_metrics_are_logged_at_their_steps(store, tmp_path):
     assert run.data.tags["bnbench.cell"] == "cifar10-relu-post-0.0-0-learning_rate_0.002"
     assert run.data.tags["bnbench.backend"] == "tensorflow"  # the Keras backend this suite runs
     assert {a.path for a in store.list_artifacts(run.info.run_id)} == {"metrics.json"}
+
+
+class GatedStore:
+    """The cell's MLflow client, its calls held at `gate` until the test opens it, or refused while `down`.
+
+    A call that the cell's own thread makes while the gate is shut (a store call on the training path)
+    is counted and refused at once, so that such a fault fails its test without waiting.
+    """
+
+    def __init__(self, client: MlflowClient):
+        self.client = client
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.down = False
+        self.on_the_training_path = 0
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+
+        def held(*args, **kwargs):
+            if threading.current_thread() is threading.main_thread() and not self.gate.is_set():
+                self.on_the_training_path += 1
+                raise MlflowException("a store call on the training path")
+            self.entered.set()
+            assert self.gate.wait(timeout=300), "the test never opened the gate"
+            if self.down:
+                raise MlflowException("the store is down")
+            return call(*args, **kwargs)
+
+        return held
+
+
+def _many_evals(count: int) -> list[dict]:
+    return [{"step": 10 * k, "epoch": k / 4, "val_accuracy": k / 100, "val_loss": 2.0 - k / 100} for k in range(count)]
+
+
+def test_log_calls_return_while_the_store_is_busy_and_the_end_delivers_everything(store, tmp_path):
+    params = load_params(*QUICK)
+    cell = _cell(params, dataset="cifar10", activation="relu", bn="off", seed=0)
+    rows, steps = _many_evals(40), pd.DataFrame({"step": range(1, 3001), "train_loss": [1 / s for s in range(1, 3001)]})
+    settings = read_tracking_settings(tmp_path)
+    with tracking.track_cell(settings, params, cell, cell_settings(params, cell), META, "cpu") as run:
+        gated = run.delivery.client = GatedStore(run.delivery.client)
+        run.log_eval(rows[0])
+        assert gated.on_the_training_path == 0
+        assert gated.entered.wait(timeout=300)  # the delivery thread is in a store call, held
+        for row in rows[1:]:
+            run.log_eval(row)
+        run.log_steps(steps)
+        run.finish({"outcome": "completed", "steps_trained": 3000, "test_accuracy": 0.5}, {}, [])
+        # every call returned; the held delivery has not reached the store
+        assert gated.on_the_training_path == 0 and not store.get_metric_history(run.run_id, "curves/val_accuracy")
+        gated.gate.set()
+    logged = store.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and logged.data.metrics["summary/test_accuracy"] == 0.5
+    history = sorted((m.step, m.value) for m in store.get_metric_history(run.run_id, "curves/val_accuracy"))
+    assert history == [(row["step"], row["val_accuracy"]) for row in rows]
+    per_step = sorted((m.step, m.value) for m in store.get_metric_history(run.run_id, tracking.STEP_LOSS_METRIC))
+    assert per_step == step_loss_points(steps) and len(per_step) <= MAX_POINTS
+    assert not settings.spool_dir.joinpath(run.run_id).exists()
+
+
+def test_a_store_failing_under_the_delivery_thread_leaves_all_in_the_spool_and_warns_once(store, tmp_path, capsys):
+    params = load_params(*QUICK)
+    cell = _cell(params, dataset="cifar10", activation="relu", bn="off", seed=0)
+    rows, settings = _many_evals(5), read_tracking_settings(tmp_path)
+    artifact = tmp_path / "steps.csv"
+    artifact.write_text("step,train_loss\n1,2.5\n")
+    with tracking.track_cell(settings, params, cell, cell_settings(params, cell), META, "cpu") as run:
+        failing = run.delivery.client = GatedStore(run.delivery.client)
+        failing.down = True
+        failing.gate.set()
+        for row in rows:
+            run.log_eval(row)
+        run.log_steps(pd.DataFrame({"step": [1], "train_loss": [2.5]}))
+        run.finish({"outcome": "completed", "steps_trained": 40, "test_accuracy": 0.5}, {}, [artifact])
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bnbench:")]  # (and MLflow's)
+    assert len(ours) == 1 and ours[0].startswith(
+        f"bnbench: warning: the MLflow tracking server at {store.tracking_uri}"
+    )
+    err = ours[0]
+    assert "did not take all of run" in err and tracking.SYNC_COMMAND in err
+    assert store.get_run(run.run_id).info.status == "RUNNING" and not store.get_run(run.run_id).data.metrics
+    spool = RunSpool(settings.spool_dir / run.run_id)
+    kinds = [next(key for key in entry if key != "id") for entry in spool.pending()]
+    assert kinds[-2:] == ["end", "settle"] and "artifact" in kinds and kinds.count("metrics") >= len(rows) + 2
+    assert spool.lock(wait=False)  # the cell let go of it: the sync may deliver it
+    assert sync_run(spool, store.tracking_uri).endswith("ended FINISHED")
+    logged = store.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and logged.data.metrics[tracking.STEP_LOSS_METRIC] == 2.5
+    assert [m.step for m in store.get_metric_history(run.run_id, "curves/val_accuracy")] == [r["step"] for r in rows]
+    assert [a.path for a in store.list_artifacts(run.run_id)] == ["steps.csv"]
 
 
 def test_cells_of_a_study_share_one_parent_and_other_settings_start_another(store, tmp_path):
@@ -244,7 +340,7 @@ def test_the_trained_model_is_logged_when_the_params_say_so(tmp_path, log_model)
     (run,) = _cells(client, "log-model-test")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert run.data.params["train.log_model"] == str(log_model)
-    assert ("model.keras" in artifacts) == log_model and "metrics.json" in artifacts
+    assert ("model.keras" in artifacts) == log_model and {"metrics.json", "steps.csv"} <= artifacts  # every step's loss
     assert "model.keras" not in {p.name for p in out.iterdir()}  # the stage's outputs never hold it
     if log_model:  # the model itself: Keras loads it back, with the parameters the cell counted
         import keras
