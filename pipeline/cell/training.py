@@ -351,20 +351,61 @@ def restore_state(model: keras.Model, order: np.random.Generator, measured: Meas
     measured.restore(state.measured)
 
 
-def train_cell(
+@dataclass
+class CellSetup:
+    """A cell ready to train: its compiled model and everything it measures, from scratch or resumed."""
+
+    settings: CellSettings
+    data: PreparedData
+    model: keras.Model
+    step_losses: StepLosses
+    measured: Measurements
+    eval_steps: list[int]
+    order: np.random.Generator  # draws each epoch's permutation of the training set
+    steps_per_epoch: int
+    saved: TrainingState | None  # the checkpoint it resumed from
+    sound: bool  # False when the model was already broken at step 0: nothing is trained
+
+    @property
+    def segments(self) -> list[tuple[int, int]]:
+        """The (first, last) steps still to train, in order."""
+        if not self.sound:
+            return []
+        return [
+            (first, last)
+            for first, last in _segments(self.eval_steps, self.steps_per_epoch)
+            if last > self.measured.step
+        ]
+
+    def batch_indices(self, first: int, last: int, permutation: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's permutation (drawn anew at an epoch's first step) and the training indices of steps first..last."""
+        batch = self.settings.train.batch_size
+        epoch, within = divmod(first - 1, self.steps_per_epoch)
+        if within == 0:
+            permutation = self.order.permutation(len(self.data.train.labels))
+        end = min(len(permutation), (last - epoch * self.steps_per_epoch) * batch)
+        return permutation, permutation[within * batch : end]
+
+    def after_segment(self, last: int, losses: np.ndarray, seconds: float, images: int, train_accuracy: float) -> bool:
+        """Records a trained segment, and evaluates after it where planned; False once the cell has diverged."""
+        if not self.measured.add_segment(losses, seconds, images, compile_step=last <= COMPILE_STEPS):
+            return False
+        train = self.settings.train
+        return last not in self.eval_steps or self.measured.validate(
+            train_accuracy, probe=probes_at(last, self.eval_steps, train.probe_every)
+        )
+
+    def at_epoch_end(self, last: int) -> bool:
+        return last % self.steps_per_epoch == 0
+
+
+def set_up_cell(
     settings: CellSettings,
     data: PreparedData,
-    on_eval: Callable[[dict], None] = lambda row: None,
-    clock: Callable[[], float] = time.perf_counter,
-    checkpoints: Checkpoints | None = None,
-) -> CellResult:
-    """Train one cell and measure it, from scratch or from the state `checkpoints` holds; touches no files.
-
-    The test set is used exactly once, after training, and not at all after a
-    divergence, which ends training early with the outcome "diverged" instead of
-    an exception. `clock` times the training segments (seconds, monotonic). With
-    `checkpoints`, each epoch's end is saved there, and a saved state is resumed.
-    """
+    on_eval: Callable[[dict], None],
+    checkpoints: Checkpoints | None,
+) -> CellSetup:
+    """Seed, build and compile the cell's model, and resume it from `checkpoints` or validate it at step 0."""
     train = settings.train
     backend.apply_determinism(train.deterministic)
     seed_everything(settings.seed)
@@ -396,28 +437,44 @@ def train_cell(
         sound = True  # a checkpoint is only taken of a sound model
     else:
         sound = measured.validate(None)
+    return CellSetup(settings, data, model, step_losses, measured, eval_steps, order, steps_per_epoch, saved, sound)
+
+
+def train_cell(
+    settings: CellSettings,
+    data: PreparedData,
+    on_eval: Callable[[dict], None] = lambda row: None,
+    clock: Callable[[], float] = time.perf_counter,
+    checkpoints: Checkpoints | None = None,
+) -> CellResult:
+    """Train one cell and measure it, from scratch or from the state `checkpoints` holds; touches no files.
+
+    The test set is used exactly once, after training, and not at all after a
+    divergence, which ends training early with the outcome "diverged" instead of
+    an exception. `clock` times the training segments (seconds, monotonic). With
+    `checkpoints`, each epoch's end is saved there, and a saved state is resumed.
+    """
+    cell = set_up_cell(settings, data, on_eval, checkpoints)
+    model, images, labels = cell.model, data.train.images, data.train.labels
     permutation = None
-    for first, last in _segments(eval_steps, steps_per_epoch) if sound else []:
-        if last <= measured.step:  # trained before the checkpoint this run resumed from
-            continue
-        epoch, within = divmod(first - 1, steps_per_epoch)
-        if within == 0:
-            permutation = order.permutation(n)
-        picked = permutation[within * train.batch_size : min(n, (last - epoch * steps_per_epoch) * train.batch_size)]
+    for first, last in cell.segments:
+        permutation, picked = cell.batch_indices(first, last, permutation)
         began = clock()
         fitted = model.fit(
-            images[picked], labels[picked], batch_size=train.batch_size, epochs=1, shuffle=False, verbose=0
+            images[picked], labels[picked], batch_size=settings.train.batch_size, epochs=1, shuffle=False, verbose=0
         )
         seconds = clock() - began  # fit returns after its last step: the device has finished
-        losses = step_losses.read(last - first + 1)
-        if not measured.add_segment(losses, seconds, len(picked), compile_step=last <= COMPILE_STEPS):
+        losses = cell.step_losses.read(last - first + 1)
+        if not cell.after_segment(last, losses, seconds, len(picked), float(fitted.history["accuracy"][-1])):
             break
-        if last in eval_steps and not measured.validate(
-            float(fitted.history["accuracy"][-1]), probe=probes_at(last, eval_steps, train.probe_every)
-        ):
-            break
-        if checkpoints is not None and last % steps_per_epoch == 0:
-            checkpoints.save(capture_state(model, order, measured))
+        if checkpoints is not None and cell.at_epoch_end(last):
+            checkpoints.save(capture_state(model, cell.order, cell.measured))
+    return finish_cell(cell, engine="one-cell")
+
+
+def finish_cell(cell: CellSetup, engine: str, group_size: int = 1) -> CellResult:
+    """The test pass (once, and not after a divergence) and the cell's summary, from its trained model."""
+    measured, model, data, train = cell.measured, cell.model, cell.data, cell.settings.train
     test = None
     if measured.diverged_at is None:
         test = evaluate(model, data.test.images, data.test.labels)
@@ -430,11 +487,11 @@ def train_cell(
             "train_loss": np.asarray(measured.step_losses, dtype=float),
         }
     )
-    budget = steps_per_epoch * train.epochs
+    budget = cell.steps_per_epoch * train.epochs
     summary = {
         "outcome": "completed" if measured.diverged_at is None else "diverged",
         "diverged_at_step": measured.diverged_at,
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": cell.steps_per_epoch,
         "budget_steps": budget,
         "steps_trained": measured.step,
         "compile_seconds": measured.compile_seconds,
@@ -447,8 +504,12 @@ def train_cell(
         "parameters": int(model.count_params()),
         # A resumed cell's timing adds up two processes and counts its second compilation as training
         # time: its seconds and throughput are not comparable with an uninterrupted cell's.
-        "resumed_from_step": saved.step if saved is not None else None,
-        "timing_comparable": saved is None,
+        "resumed_from_step": cell.saved.step if cell.saved is not None else None,
+        "timing_comparable": cell.saved is None,
         "backend": backend.name(),
+        # one-cell: Keras' fit, one cell per program; group: pipeline/cell/group.py, `group_size`
+        # cells in one program, whose seconds are the whole group's
+        "engine": engine,
+        "group_size": group_size,
     }
     return CellResult(history=history, steps=steps, summary=summary, model=model)

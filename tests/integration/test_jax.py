@@ -2,7 +2,8 @@
 
 The backend is fixed when Keras is imported, so this runs pytest in a subprocess with
 KERAS_BACKEND=jax: training, the per-step loss buffer, gradient norms, re-estimated BN statistics,
-divergence from a NaN learning rate, the test set used once, and determinism per backend.
+divergence from a NaN learning rate, the test set used once, and determinism per backend; and the group
+engine (pipeline/cell/group.py), which trains Keras on JAX only.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ ON_JAX = [
     "tests/integration/test_train_cell.py::test_test_split_is_evaluated_once_after_training",
     "tests/integration/test_train_cell.py::test_divergence_is_an_outcome_not_a_crash",
     "tests/integration/test_train_cell.py::test_nan_weights_are_divergence_even_when_outputs_look_finite",
+    "tests/integration/test_group.py",
 ]
-PASSED_ON_JAX = 18  # test_backend.py's 7, the 7 train_cell tests and the 4 probe tests above
+PASSED_ON_JAX = 26  # test_backend.py's 7, the 7 train_cell tests, the 4 probe tests and test_group.py's 8
 
 
 def test_the_cell_tests_pass_on_jax():
