@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.cell.checkpoints import CHECKPOINTS_DIR
 from pipeline.cell.resolve import resolve_cell
-from pipeline.cell.run import run_cell
+from pipeline.cell.run import Member, run_cell, run_group
 from pipeline.errors import run_cli
 from pipeline.repo import repo_root
 from pipeline.study.params import load_params
@@ -43,6 +43,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _report(name: str, s: dict) -> None:
+    if s["outcome"] == "diverged":
+        print(f"train: {name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")
+    else:
+        print(
+            f"train: {name}: completed, val {s['final_val_accuracy']:.3f}, "
+            f"test {s['test_accuracy']:.3f}, {s['train_seconds']:.0f} s"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     files = args.params or [Path("params.yaml")]
@@ -51,14 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     cell, settings, policy = resolve_cell(params, source, args.cell, args.sweep_cell, args.learning_rate_from)
     root = repo_root()
     tracker = MlflowTracker(read_tracking_settings(root), params, args.data)
-    s = run_cell(params, cell, args.data, args.out, tracker, root / CHECKPOINTS_DIR, settings, policy)
-    if s["outcome"] == "diverged":
-        print(f"train: {cell.name}: diverged at step {s['diverged_at_step']}, {s['train_seconds']:.0f} s")
-    else:
-        print(
-            f"train: {cell.name}: completed, val {s['final_val_accuracy']:.3f}, "
-            f"test {s['test_accuracy']:.3f}, {s['train_seconds']:.0f} s"
-        )
+    _report(cell.name, run_cell(params, cell, args.data, args.out, tracker, root / CHECKPOINTS_DIR, settings, policy))
+    return 0
+
+
+def main_group(argvs: Sequence[Sequence[str]], stages: Sequence[str]) -> int:
+    """Train several cell stages of one study and dataset as one group (pipeline/cell/group.py, Keras on JAX).
+
+    `argvs` are the stages' own arguments, `stages` their DVC names (each run's bnbench.dvc_stage tag).
+    Each cell ends with the outputs, run and summary its own stage would have given it.
+    """
+    parsed = [parse_args(argv) for argv in argvs]
+    files = {tuple(args.params or [Path("params.yaml")]) for args in parsed}
+    data_dirs = {args.data for args in parsed}
+    if len(files) != 1 or len(data_dirs) != 1:
+        raise ValueError("a group's cells come from one study's params and one prepared dataset")
+    [params_files], [data_dir] = files, data_dirs
+    params = load_params(*params_files)
+    source = " + ".join(map(str, params_files))
+    root = repo_root()
+    tracking = read_tracking_settings(root)
+    members = []
+    for args, stage in zip(parsed, stages, strict=True):
+        cell, settings, policy = resolve_cell(params, source, args.cell, args.sweep_cell, args.learning_rate_from)
+        tracker = MlflowTracker(tracking, params, data_dir, stage=stage)
+        members.append(Member(cell, settings, policy, args.out, tracker))
+    for member, summary in zip(members, run_group(params, members, data_dir, root / CHECKPOINTS_DIR), strict=True):
+        _report(member.cell.name, summary)
     return 0
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from pipeline.errors import UserError, command_main, run_cli
 from pipeline.repo import repo_root
+from pipeline.runner.groups import DEFAULT_SIZE, group_tasks
 from pipeline.runner.local import slot_config, train_cells
 from pipeline.runner.record import LOG_DIR, log_path
 from pipeline.runner.stages import cell_rounds, dvc, dvc_status, load_stages, select, stale, upstream_of
@@ -97,8 +98,13 @@ def run(
     config: SlotConfig,
     tracking: TrackingSettings,
     ray_address: str | None = None,
+    group_size: int | None = None,
 ) -> int:
-    """The runner; with `ray_address`, the cells train as tasks on that Ray cluster (pipeline/runner/ray_cluster.py)."""
+    """The runner; with `ray_address`, the cells train as tasks on that Ray cluster (pipeline/runner/ray_cluster.py).
+
+    With `group_size`, the group engine: cells that share a program train as one, up to that many
+    (pipeline/runner/groups.py; Keras on JAX, local slots).
+    """
     stages = load_stages(root)
     selected = select(stages, dvcfiles)
     if not selected:
@@ -119,7 +125,10 @@ def run(
         tasks = [Task(a, root, stages[a].wdir, stages[a].argv, stages[a].outs, log_path(root, a)) for a in todo]
         prepare_tracking(tracking, tasks)
         if ray_address is None:
-            outcome = train_cells(root, tasks, slots, config)
+            batches = group_tasks(tasks, group_size) if group_size else [[task] for task in tasks]
+            if group_size:
+                print(f"runner: round {number + 1}: {len(batches)} group(s) of up to {group_size}", flush=True)
+            outcome = train_cells(root, batches, slots, config)
         else:
             from pipeline.runner.ray_cluster import train_cells_on_ray
 
@@ -173,6 +182,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"TensorFlow: cap each worker's GPU memory (default ${GPU_MEMORY_ENV}; unset: grow as needed)",
     )
     parser.add_argument(
+        "--engine",
+        choices=["one-cell", "group"],
+        default="one-cell",
+        help="one-cell: each cell as its stage (any backend); group: cells that differ only in seed, learning rate "
+        "or initializer train as one program, Keras on JAX (KERAS_BACKEND=jax), pipeline/cell/group.py. The "
+        "engine each cell used is in its metrics.json",
+    )
+    parser.add_argument(
+        "--group-size", type=int, default=DEFAULT_SIZE, help=f"most cells per group (default {DEFAULT_SIZE})"
+    )
+    parser.add_argument(
         "--ray",
         metavar="ADDRESS",
         help="train the cells as tasks on the Ray cluster at ADDRESS (auto, or <head>:<port>); needs the cluster "
@@ -192,6 +212,15 @@ def run_command(args: argparse.Namespace) -> int:
         if not (root / name).is_file():
             raise UserError(f"{name}: no such dvc.yaml under {root} (give paths relative to the repository root)")
     tracking = read_tracking_settings(root)
+    group_size = None
+    if args.engine == "group":
+        if args.group_size < 1:
+            raise UserError(f"--group-size {args.group_size}: use 1 or more")
+        if os.environ.get("KERAS_BACKEND") != "jax":
+            raise UserError("--engine group trains Keras on JAX: run it with KERAS_BACKEND=jax (uv sync --extra jax)")
+        if args.ray:
+            raise UserError("--engine group runs in local slots; on a Ray cluster, each cell trains alone")
+        group_size = args.group_size
     if args.ray:
         from pipeline.runner.ray_cluster import check_tracking
 
@@ -201,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
         config = ray_slot_config(args.slots, args.gpu_memory_mb, args.threads)
         return run(root, dvcfiles, args.slots, config, tracking, ray_address=args.ray)
     config = slot_config(args.slots, args.devices, args.gpu_memory_mb, args.threads)
-    return run(root, dvcfiles, args.slots, config, tracking)
+    return run(root, dvcfiles, args.slots, config, tracking, group_size=group_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

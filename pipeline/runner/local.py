@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from pipeline.runner.record import LOG_DIR, Outcome, drive
-from pipeline.runner.worker import SlotConfig, Task, TaskResult, init_worker, run_task
+from pipeline.runner.worker import SlotConfig, Task, TaskResult, init_worker, run_batch
 
 
 def slot_threads(cores: int, slots: int) -> int:
@@ -33,8 +33,12 @@ def slot_config(slots: int, devices: str | None, gpu_memory_mb: int | None, thre
     return SlotConfig(slot_threads(cores, slots_sharing), ids, gpu_memory_mb, fraction, device_shared=per_device > 1)
 
 
-def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -> Outcome:
-    """Train `tasks` in `slots` warm workers; commit each finished one to DVC; never stops at a failure."""
+def train_cells(root: Path, batches: list[list[Task]], slots: int, config: SlotConfig) -> Outcome:
+    """Train `batches` in `slots` warm workers; commit each finished cell to DVC; never stops at a failure.
+
+    A batch of one cell trains as its stage would; a longer one is a group, trained as one program
+    (pipeline/runner/groups.py).
+    """
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -44,14 +48,16 @@ def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -
     def ready(futures: list) -> set:
         return wait(futures, timeout=1.0, return_when=FIRST_COMPLETED).done
 
-    def result_of(future, task: Task) -> TaskResult:
+    def result_of(future, tasks: list[Task]) -> list[TaskResult]:
         try:
             return future.result()
         except Exception as error:  # its worker died (killed, out of memory): the pool is broken
-            result = TaskResult(task.addressing, 1, 0.0, 0.0, -1, -1, error=f"worker died: {error!r}")
-            with task.log.open("a", encoding="utf-8") as log:
-                log.write(f"\nrunner: {result.error}\n")
-            return result
+            results = []
+            for task in tasks:
+                results.append(TaskResult(task.addressing, 1, 0.0, 0.0, -1, -1, error=f"worker died: {error!r}"))
+                with task.log.open("a", encoding="utf-8") as log:
+                    log.write(f"\nrunner: {results[-1].error}\n")
+            return results
 
     def started() -> list[str]:
         addressings = []
@@ -67,5 +73,5 @@ def train_cells(root: Path, tasks: list[Task], slots: int, config: SlotConfig) -
         initargs=(config, counter, events),
         max_tasks_per_child=None,  # warm: a worker trains cell after cell
     ) as pool:
-        pending = {pool.submit(run_task, task): task for task in tasks}
+        pending = {pool.submit(run_batch, batch): batch for batch in batches}
         return drive(root, pending, ready, result_of, started, slots)

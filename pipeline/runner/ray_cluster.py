@@ -218,7 +218,7 @@ def train_cells_on_ray(
                 tuple(out.relative_to(root).as_posix() for out in task.outs),
                 config,
             )
-            pending[remote.remote(job, events, *(refs[p] for p in stage_inputs(stages, task.addressing)))] = task
+            pending[remote.remote(job, events, *(refs[p] for p in stage_inputs(stages, task.addressing)))] = [task]
 
         def ready(refs_left: list) -> list:
             return ray.wait(refs_left, num_returns=len(refs_left), timeout=1.0)[0]
@@ -229,7 +229,7 @@ def train_cells_on_ray(
                 addressings.append(events.get_nowait()[1])
             return addressings
 
-        return drive(root, pending, ready, lambda ref, task: collect(root, task, ref, ray), started, capacity)
+        return drive(root, pending, ready, lambda ref, one: [collect(root, one[0], ref, ray)], started, capacity)
     finally:
         ray.shutdown()
 

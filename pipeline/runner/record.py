@@ -100,7 +100,9 @@ class Outcome:
 
     def utilisation(self) -> float | None:
         """Busy slot-seconds (cells training in workers) over slots x the round's wall time."""
-        busy = sum(r.ended - r.started for r in self.results if r.error is None)
+        # the cells of a group share one stretch of their worker's time: counted once
+        stretches = {(r.pid, r.started, r.ended) for r in self.results if r.error is None}
+        busy = sum(ended - started for _, started, ended in stretches)
         return busy / (self.slots * self.wall_s) if self.wall_s > 0 else None
 
 
@@ -148,24 +150,26 @@ def commit_finished(root: Path, finished: list[TaskResult], progress: Progress) 
 
 def drive(
     root: Path,
-    pending: dict[object, Task],
+    pending: dict[object, list[Task]],
     wait_ready: Callable[[list], Iterable],
-    result_of: Callable[[object, Task], TaskResult],
+    result_of: Callable[[object, list[Task]], list[TaskResult]],
     started: Callable[[], Iterable[str]],
     slots: int,
 ) -> Outcome:
-    """Wait for every task of `pending` (a handle -> its cell's task), recording each as it ends; never stops at a failure.
+    """Wait for every handle of `pending` (a handle -> the cells it trains: one, or a group), recording each
+    cell as it ends; never stops at a failure.
 
     `wait_ready(handles)` returns those that have ended (waiting a second at most); `result_of` reads
-    one's result (never raising: a task that died is a failed result); `started()` the addressings of
-    the cells that started since the last call.
+    one's results, a cell's each (never raising: a task that died is a failed result); `started()` the
+    addressings of the cells that started since the last call.
     """
     from tqdm import tqdm
 
-    progress = Progress(len(pending))
+    total = sum(len(tasks) for tasks in pending.values())
+    progress = Progress(total)
     results: list[TaskResult] = []
     failed: list[str] = []
-    bar = tqdm(total=len(pending), unit="cell", bar_format="{n_fmt}/{total_fmt} |{bar}| {postfix}", dynamic_ncols=True)
+    bar = tqdm(total=total, unit="cell", bar_format="{n_fmt}/{total_fmt} |{bar}| {postfix}", dynamic_ncols=True)
     began = time.perf_counter()
 
     def refresh() -> None:
@@ -179,8 +183,8 @@ def drive(
         refresh()  # start events first: a cell's start is never counted after its end
         ended = []
         for handle in ready:
-            task = pending.pop(handle)
-            ended.append((task, result_of(handle, task)))
+            tasks = pending.pop(handle)
+            ended += zip(tasks, result_of(handle, tasks), strict=True)
         record_ended(root, ended, progress, results, failed)
         refresh()
     bar.close()

@@ -173,6 +173,13 @@ def _train_entry(argv: Sequence[str]) -> int:
     return run_cli(lambda: main(list(argv)))
 
 
+def _group_entry(argvs: Sequence[Sequence[str]], stages: Sequence[str]) -> int:
+    from pipeline.errors import run_cli
+    from pipeline.train import main_group
+
+    return run_cli(lambda: main_group([list(argv) for argv in argvs], list(stages)))
+
+
 def _fresh_framework_state() -> None:
     # Layer names (and so the history's grad_norm/<layer> columns) come from Keras' global name
     # counters: without this, a worker's second cell would name its layers conv2d_4, ... instead
@@ -189,23 +196,52 @@ def run_task(task: Task, entry: Callable[[Sequence[str]], int] | None = None, ev
     Its start goes to `events` (a queue the runner reads), by default this worker's.
     """
     entry = entry or _train_entry
+    [result] = _run_cells([task], lambda: entry(task.argv), events)
+    return result
+
+
+def run_group(
+    tasks: Sequence[Task], entry: Callable[[Sequence[Sequence[str]], Sequence[str]], int] | None = None, events=None
+) -> list[TaskResult]:
+    """Train a group's cells as one program (pipeline/train.py main_group), each as its stage would; never raises.
+
+    The group's output goes to each cell's log; the cells succeed or fail together.
+    """
+    entry = entry or _group_entry
+    return _run_cells(tasks, lambda: entry([t.argv for t in tasks], [t.addressing for t in tasks]), events)
+
+
+def run_batch(tasks: Sequence[Task]) -> list[TaskResult]:
+    """One cell as its stage, or several as a group: what a runner slot is given."""
+    return [run_task(tasks[0])] if len(tasks) == 1 else run_group(tasks)
+
+
+def _run_cells(tasks: Sequence[Task], train: Callable[[], int], events) -> list[TaskResult]:
     events = events if events is not None else _events
     started = time.time()
-    if events is not None:
-        events.put(("start", task.addressing, os.getpid(), _slot, started))
+    for task in tasks:
+        if events is not None:
+            events.put(("start", task.addressing, os.getpid(), _slot, started))
+    lead = tasks[0]  # a group's cells share their dvc.yaml, so its working directory
     code = 1
-    with captured_output(task.log):
+    with captured_output(lead.log):
         try:
-            print(f"runner: {task.addressing} in {task.wdir} (pid {os.getpid()}, slot {_slot})", flush=True)
-            remove_outputs(task.outs)
-            os.chdir(task.wdir)
-            os.environ["DVC_ROOT"] = str(task.root)
-            os.environ["DVC_STAGE"] = task.addressing
+            names = ", ".join(t.addressing for t in tasks)
+            print(f"runner: {names} in {lead.wdir} (pid {os.getpid()}, slot {_slot})", flush=True)
+            for task in tasks:
+                remove_outputs(task.outs)
+            os.chdir(lead.wdir)
+            os.environ["DVC_ROOT"] = str(lead.root)
+            os.environ["DVC_STAGE"] = lead.addressing  # a group's cells tag their runs with their own (main_group)
             _fresh_framework_state()
-            code = entry(task.argv)
+            code = train()
         except (Exception, SystemExit):  # SystemExit: argparse refusing the stage's arguments
             traceback.print_exc()
             code = 1
         finally:
-            os.chdir(task.root)
-    return TaskResult(task.addressing, code, started, time.time(), os.getpid(), _slot)
+            os.chdir(lead.root)
+    for task in tasks[1:]:
+        task.log.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(lead.log, task.log)
+    ended = time.time()
+    return [TaskResult(t.addressing, code, started, ended, os.getpid(), _slot) for t in tasks]

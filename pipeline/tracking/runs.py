@@ -264,6 +264,7 @@ def track_cell(
     device: str,
     lr_policy: str = "fixed",
     data_dir: Path | None = None,
+    stage: str | None = None,
 ) -> Iterator[CellRun]:
     """A child run for `cell` under the study's parent; marked FAILED if training raises.
 
@@ -272,7 +273,8 @@ def track_cell(
     so that the UI can filter and group by them, the DVC stage and experiment, and the provenance.
     Datasets: the training and validation splits in `data_dir` (pipeline/tracking/datasets.py). Sweep and tuned runs
     (params `sweep:`) are tracked the same way, with the role "sweep" or "tuned" instead of
-    "cell" and the tag `bnbench.lr_policy` (fixed, sweep or tuned) on every run.
+    "cell" and the tag `bnbench.lr_policy` (fixed, sweep or tuned) on every run. `stage` names the
+    cell's DVC stage where the environment's DVC_STAGE cannot (several cells trained in one process).
 
     The run is created on the server before training (a server that fails then stops the cell with
     one message); after that, nothing the server does stops it (see CellRun).
@@ -285,7 +287,7 @@ def track_cell(
         "bnbench.cell": cell.name,
         "bnbench.study_key": study_key(params),
         "bnbench.axes": ",".join(key for key, _ in cell.axes),
-        **dvc_tags(),
+        **dvc_tags({**os.environ, "DVC_STAGE": stage} if stage else os.environ),
         "bnbench.data_digest": data_meta["data_digest"],
         # False when BNBENCH_DATA_CHECKSUMS admitted files other than the published dataset.
         "bnbench.published_data": str(data_meta["published_data"]).lower(),
@@ -357,10 +359,13 @@ def mark_stale_runs_killed(
 class MlflowTracker:
     """The cell's Tracker (pipeline/cell/run.py) for a study: its runs in the store `tracking` names."""
 
-    def __init__(self, tracking: TrackingSettings, params: Params, data_dir: Path | None = None):
+    def __init__(
+        self, tracking: TrackingSettings, params: Params, data_dir: Path | None = None, stage: str | None = None
+    ):
         self.tracking = tracking
         self.params = params
         self.data_dir = data_dir  # the prepared data, whose splits each run lists as its datasets
+        self.stage = stage  # the cell's DVC stage, when not the environment's DVC_STAGE (a group of cells)
 
     def check(self) -> None:
         check_reachable(self.tracking.uri)
@@ -369,4 +374,6 @@ class MlflowTracker:
         mark_stale_runs_killed(self.tracking, self.params, cell, lr_policy)
 
     def open_run(self, cell: Cell, settings: CellSettings, data_meta: dict, device: str, lr_policy: str):
-        return track_cell(self.tracking, self.params, cell, settings, data_meta, device, lr_policy, self.data_dir)
+        return track_cell(
+            self.tracking, self.params, cell, settings, data_meta, device, lr_policy, self.data_dir, self.stage
+        )

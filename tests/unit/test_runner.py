@@ -191,3 +191,76 @@ def test_a_failing_task_returns_non_zero_with_its_traceback_in_its_log(task, cap
     assert "ValueError: broken cell" in task.log.read_text()
     assert "broken cell" not in capfd.readouterr().err  # in the log, not on the runner's display
     assert run_task(task, lambda argv: 2).returncode == 2
+
+
+def _task(stage: Stage, root: Path = REPO) -> Task:
+    return Task(stage.addressing, root, stage.wdir, stage.argv, stage.outs, root / "logs" / "x.log")
+
+
+def test_cells_that_differ_only_in_seed_train_as_one_group_split_by_size(stages):
+    from pipeline.runner.groups import group_tasks
+
+    quick = [_task(s) for s in select(stages, ["studies/quick/dvc.yaml"]).values() if s.is_cell]
+    batches = group_tasks(quick)  # 2 datasets x 2 activations x 2 BN placements x 2 seeds: 8 kinds of two seeds
+    names = [[t.addressing.rsplit("@", 1)[1] for t in batch] for batch in batches]
+    assert [len(batch) for batch in batches] == [2] * 8
+    assert all(len({n.rsplit("-", 1)[0] for n in batch}) == 1 for batch in names)  # only the seed differs
+    assert [len(batch) for batch in group_tasks(quick, size=1)] == [1] * 16
+
+
+def test_a_sweeps_rates_share_a_group_and_other_studies_do_not(stages):
+    from pipeline.runner.groups import group_tasks
+
+    root = select(stages, ["dvc.yaml"])
+    config = "cifar10-relu-pre-0.0"
+    sweep = [_task(s) for a, s in root.items() if a.startswith(f"sweep@{config}-") and s.is_cell]
+    assert len(sweep) == 7  # the grid's seven rates
+    assert group_tasks(sweep) == [sweep]
+    article = [_task(s) for a, s in root.items() if a.startswith("article000-train@") and s.is_cell][:1]
+    assert len(group_tasks(sweep + article)) == 2  # another study's params: its own program
+
+
+def test_a_group_runs_as_its_stages_would_each_with_its_log(task, tmp_path):
+    from pipeline.runner.worker import run_group
+
+    other = Task("studies/s/dvc.yaml:train@d", task.root, task.wdir, ("--cell", "d"), (), tmp_path / "logs" / "d.log")
+    seen = {}
+
+    def entry(argvs, stages):
+        seen.update(argvs=argvs, stages=stages, cwd=Path.cwd(), out_left=task.outs[0].exists())
+        print("from the group")
+        return 0
+
+    results = run_group([task, other], entry)
+    assert [r.addressing for r in results] == [task.addressing, other.addressing] and all(r.ok for r in results)
+    assert seen == {
+        "argvs": [("--cell", "c"), ("--cell", "d")],
+        "stages": [task.addressing, other.addressing],
+        "cwd": task.wdir,
+        "out_left": False,
+    }
+    assert "from the group" in task.log.read_text() and "from the group" in other.log.read_text()
+    assert [r.returncode for r in run_group([task, other], lambda argvs, stages: 1)] == [1, 1]
+
+
+def test_the_group_engine_is_refused_where_it_cannot_run(monkeypatch, capsys):
+    from pipeline.cli import main
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert main(["run", "studies/quick/dvc.yaml", "--engine", "group"]) != 0
+    assert "KERAS_BACKEND=jax" in capsys.readouterr().err
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert main(["run", "--engine", "group", "--ray", "auto"]) != 0
+    assert "local slots" in capsys.readouterr().err
+    assert main(["run", "--engine", "group", "--group-size", "0"]) != 0
+    assert "--group-size 0" in capsys.readouterr().err
+
+
+def test_cells_that_differ_in_dropout_rate_never_share_a_program(stages):
+    from pipeline.runner.groups import group_tasks
+
+    root = select(stages, ["dvc.yaml"])
+    cells = [_task(s) for a, s in root.items() if a.startswith("train@cifar10-relu-pre-") and s.is_cell]
+    batches = group_tasks(cells)
+    assert len(cells) == 20 and [len(batch) for batch in batches] == [10, 10]  # two rates, ten seeds each
+    assert [{t.addressing.split("-")[3] for t in batch} for batch in batches] == [{"0.0"}, {"0.5"}]
