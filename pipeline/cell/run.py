@@ -1,9 +1,10 @@
-"""Run one cell end to end: load its data, train it, record it with its tracker, write its outputs.
+"""Run a cell, or a group of cells, end to end: load the data, train, record each with its tracker, write outputs.
 
-The one entry point for training a cell; the DVC `train` stage (pipeline/train.py) calls it, and
-so does the runner's worker, which trains many cells in one warm process. The stage hands it a
-`Tracker` (pipeline/tracking/runs.py: MLflow): this package never imports tracking, so that the
-cells' code digest (pipeline/study/code.py) does not cover it.
+The one entry point for training cells: `run_cell` for the DVC `train` stage (pipeline/train.py)
+and the runner's one-cell worker; `run_group` for the runner's group engine (pipeline/cell/group.py),
+the same steps for each member around one training. The stage hands each cell a `Tracker`
+(pipeline/tracking/runs.py: MLflow): this package never imports tracking, so that the cells' code
+digest (pipeline/study/code.py) does not cover it.
 
 Interruptions: the cell checkpoints each epoch under <checkpoints>/ (pipeline/cell/checkpoints.py)
 and a new start resumes from there; runs of the cell that a killed process left open in the

@@ -33,10 +33,11 @@ from pipeline.study.schema import CellSettings  # noqa: E402
 from tests.helpers import write_tiny_prepared  # noqa: E402
 
 EPOCHS = 5  # 50 steps of 32 on the 300 training images
-# Per-step loss, absolute, at these small learning rates (the losses are about 2.3, 0.4% of them): four times
-# the largest difference measured on a 2-core x86_64 CPU over the 50 steps, 2.5e-3 between a member and its
-# one-cell run and 1.2e-3 between a member in a group of five and alone (docs/performance.md).
-LOSS_TOLERANCE = 1e-2
+# Per-step loss, absolute, at these small learning rates (the losses are about 2.3): on a 2-core x86_64 CPU
+# the largest difference over the 50 steps was 2.5e-3 between a member and its one-cell run, 1.2e-3 between
+# a member in a group of five and alone, and 2.8e-2 over 68 steps in benchmarks/group_engine.py; a member
+# trained at another member's rate differed by 1.6 (docs/performance.md).
+LOSS_TOLERANCE = 5e-2
 FIRST_STEP_TOLERANCE = 1e-5  # relative: the same weights, batch and draws; only the summation order differs
 
 
