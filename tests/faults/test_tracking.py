@@ -432,23 +432,31 @@ def test_server_gone_until_after_the_cell(tmp_path, stage_inputs, servers, proce
     _assert_everything_once(client, run_id, out)
 
 
-@fault(
-    case="a cell is killed (SIGKILL) while it trains; the sync runs before and after",
-    holds="the sync leaves a running cell's run alone, then ends the killed one KILLED with what it logged",
-)
-def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
+def _held_writer(tmp_path, processes, hold: str):
+    """A cell's tracking writer in its own process, held at `hold` (tests/faults/tracking_writer.py), logging to
+    the default store (SQLite, no server) of a repository as the sync command finds one: .dvc/ and params.yaml.
+    Returns the repository, the control folder, the store's URI and the process."""
     repo, control = tmp_path / "repo", tmp_path / "control"
-    (repo / ".dvc").mkdir(parents=True)  # a repository as the sync command finds one: .dvc/ and params.yaml
+    (repo / ".dvc").mkdir(parents=True)
     shutil.copy(REPO / "params.yaml", repo / "params.yaml")
     control.mkdir()
-    (control / "hold").write_text("")
+    (control / hold).write_text("")
     (control / "go").write_text("")
-    uri = f"sqlite:///{repo / 'mlflow.db'}"  # the default store, without a server
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo)}
     cell = processes(
         [sys.executable, "-m", "tests.faults.tracking_writer", str(control), "0", *map(str, QUICK)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    return repo, control, uri, cell
+
+
+@fault(
+    case="a cell is killed (SIGKILL) while it trains; the sync runs before and after",
+    holds="the sync leaves a running cell's run alone, then ends the killed one KILLED with what it logged",
+)
+def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
+    repo, control, uri, cell = _held_writer(tmp_path, processes, "hold")
     run_id = _wait_for(control / "held-0", cell)
     alive = _sync(repo)
     assert alive.returncode == 0 and f"run {run_id} (" in alive.stdout and "its cell is still running" in alive.stdout
@@ -471,18 +479,7 @@ def test_a_killed_cell_is_ended_by_the_sync(tmp_path, processes):
     holds="its journal keeps every entry; the sync delivers them all, once, and ends the run KILLED",
 )
 def test_a_cell_killed_mid_delivery_leaves_its_spool_to_the_sync(tmp_path, processes):
-    repo, control = tmp_path / "repo", tmp_path / "control"
-    (repo / ".dvc").mkdir(parents=True)  # a repository as the sync command finds one: .dvc/ and params.yaml
-    shutil.copy(REPO / "params.yaml", repo / "params.yaml")
-    control.mkdir()
-    (control / "hold-delivery").write_text("")
-    (control / "go").write_text("")
-    uri = f"sqlite:///{repo / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "DVC_ROOT": str(repo)}
-    cell = processes(
-        [sys.executable, "-m", "tests.faults.tracking_writer", str(control), "0", *map(str, QUICK)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    repo, control, uri, cell = _held_writer(tmp_path, processes, "hold-delivery")
     run_id = _wait_for(control / "delivering-0", cell)
     assert _wait_for(control / "ending-0", cell) == run_id  # every log call returned while the thread was stuck
     cell.kill()
