@@ -183,7 +183,9 @@ def _nan_rate(settings: CellSettings) -> CellSettings:
 
 
 def test_a_diverged_member_ends_where_the_one_cell_path_ends_it_and_the_others_go_on(data):
-    short = [_settings(0, epochs=1, architecture="mlp"), _nan_rate(_settings(1, epochs=1, architecture="mlp"))]
+    # three evaluations in the epoch: segments go on after the divergence at step 2, and must leave its history alone
+    short = [_settings(s, epochs=1, architecture="mlp", evals_per_epoch=3) for s in (0, 1)]
+    short[1] = _nan_rate(short[1])
     group = group_engine.train_group(short, data)
     alone = [train_cell(settings, data) for settings in short]
     assert group[1].summary["outcome"] == alone[1].summary["outcome"] == "diverged"
